@@ -1,0 +1,256 @@
+package backend
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/packdir/packdir/backend/record"
+)
+
+// Report is what Check verified and what it found wrong.
+type Report struct {
+	Containers int
+	Records    uint64
+	Payloads   uint64
+	Ops        uint64
+	Bytes      uint64
+	Inodes     uint64
+	Dirents    uint64
+	Problems   []string
+}
+
+// OK reports whether Check found nothing wrong.
+func (r *Report) OK() bool { return len(r.Problems) == 0 }
+
+func (r *Report) problem(format string, args ...any) {
+	r.Problems = append(r.Problems, fmt.Sprintf(format, args...))
+}
+
+// Check verifies every record of every container (framing, checksum,
+// payload hash, sequence order) and every reference of the index (names,
+// inodes, link counts, payloads and their locations, spool files). It
+// changes nothing.
+func (s *Store) Check() (*Report, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	r := &Report{}
+	if err := s.checkContainers(r); err != nil {
+		return nil, err
+	}
+	err := s.db.View(func(tx *bolt.Tx) error { return s.checkIndex(ix{tx}, r) })
+	return r, err
+}
+
+func (s *Store) checkContainers(r *Report) error {
+	nums, err := s.files.list()
+	if err != nil {
+		return err
+	}
+	var lastSeq uint64
+	for _, n := range nums {
+		r.Containers++
+		if err := s.checkContainer(n, r, &lastSeq); err != nil {
+			return err
+		}
+	}
+	if lastSeq != s.seq {
+		r.problem("journal ends at sequence %d but the store has appended %d", lastSeq, s.seq)
+	}
+	return nil
+}
+
+func (s *Store) checkContainer(n uint32, r *Report, lastSeq *uint64) error {
+	f, err := os.Open(s.files.path(n))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := s.checkHeader(f, n); err != nil {
+		r.problem("%v", err)
+		return nil
+	}
+	if _, err := f.Seek(record.HeaderSize, 0); err != nil {
+		return err
+	}
+	sc := record.NewScanner(bufio.NewReaderSize(f, 1<<20), record.HeaderSize, uint32(s.cfg.ContainerSize))
+	for sc.Next() {
+		rec := sc.Record()
+		r.Records++
+		if rec.Seq <= *lastSeq {
+			r.problem("%v", &CorruptError{Container: n, Offset: sc.Offset(), Reason: fmt.Sprintf("sequence %d after %d", rec.Seq, *lastSeq)})
+		}
+		*lastSeq = rec.Seq
+		s.checkRecord(n, sc.Offset(), rec, r)
+	}
+	if err := sc.Err(); err != nil {
+		r.problem("%v", &CorruptError{Container: n, Offset: sc.End(), Reason: err.Error()})
+	}
+	r.Bytes += uint64(sc.End())
+	return nil
+}
+
+func (s *Store) checkRecord(n uint32, off int64, rec record.Record, r *Report) {
+	var err error
+	switch rec.Type {
+	case record.TypePayload:
+		r.Payloads++
+		_, _, err = record.SplitPayload(rec.Body)
+	case record.TypeOp:
+		r.Ops++
+		_, err = record.ParseOp(rec.Body)
+	case record.TypeSeal:
+		_, _, err = record.ParseSeal(rec.Body)
+	}
+	if err != nil {
+		r.problem("%v", &CorruptError{Container: n, Offset: off, Reason: err.Error()})
+	}
+}
+
+// indexCounts are what the index's own counters must agree with.
+type indexCounts struct {
+	names   map[uint64]uint32 // file inode -> names seen
+	subdirs map[uint64]uint32 // directory -> child directories seen
+	parent  map[uint64]uint64 // directory -> directory holding it
+	refs    map[[32]byte]uint32
+}
+
+func (s *Store) checkIndex(x ix, r *Report) error {
+	c := indexCounts{names: map[uint64]uint32{}, subdirs: map[uint64]uint32{}, parent: map[uint64]uint64{}, refs: map[[32]byte]uint32{}}
+	if err := s.checkDirents(x, r, &c); err != nil {
+		return err
+	}
+	if err := s.checkInodes(x, r, &c); err != nil {
+		return err
+	}
+	if err := s.checkPayloads(x, r, &c); err != nil {
+		return err
+	}
+	return s.checkUsers(x, r)
+}
+
+func (s *Store) checkDirents(x ix, r *Report, c *indexCounts) error {
+	return x.tx.Bucket(bucketDirents).ForEach(func(k, v []byte) error {
+		r.Dirents++
+		parent, name := inoFromKey(k), string(k[8:])
+		d, err := decodeDirent(v)
+		if err != nil {
+			r.problem("entry %q of directory %d: %v", name, parent, err)
+			return nil
+		}
+		if p, err := x.inode(parent); err != nil || !p.isDir() {
+			r.problem("entry %q is in %d, which is not a directory", name, parent)
+		}
+		n, err := x.inode(d.Ino)
+		if err != nil {
+			r.problem("entry %q of directory %d points to missing inode %d", name, parent, d.Ino)
+			return nil
+		}
+		if n.Mode&ModeType != d.Mode&ModeType {
+			r.problem("entry %q of directory %d: type %o, inode %d has %o", name, parent, d.Mode&ModeType, d.Ino, n.Mode&ModeType)
+		}
+		if n.isDir() {
+			c.subdirs[parent]++
+			c.parent[d.Ino] = parent
+		} else {
+			c.names[d.Ino]++
+		}
+		return nil
+	})
+}
+
+func (s *Store) checkInodes(x ix, r *Report, c *indexCounts) error {
+	return x.tx.Bucket(bucketInodes).ForEach(func(k, v []byte) error {
+		r.Inodes++
+		ino := inoFromKey(k)
+		n, err := decodeInode(v)
+		if err != nil {
+			r.problem("inode %d: %v", ino, err)
+			return nil
+		}
+		switch {
+		case n.isDir():
+			s.checkDir(ino, n, r, c)
+		case c.names[ino] != n.Nlink:
+			r.problem("inode %d has link count %d but %d names", ino, n.Nlink, c.names[ino])
+		}
+		if n.sealed() {
+			c.refs[n.Payload]++
+		} else if n.isFile() {
+			if _, err := os.Stat(s.spoolPath(ino)); err != nil {
+				r.problem("spooled inode %d has no spool file: %v", ino, err)
+			}
+		}
+		return nil
+	})
+}
+
+func (s *Store) checkDir(ino uint64, n *inode, r *Report, c *indexCounts) {
+	if n.Subdirs != c.subdirs[ino] {
+		r.problem("directory %d counts %d subdirectories but has %d", ino, n.Subdirs, c.subdirs[ino])
+	}
+	if ino == RootIno {
+		return
+	}
+	if p, ok := c.parent[ino]; !ok {
+		r.problem("directory %d has no name", ino)
+	} else if p != n.Parent {
+		r.problem("directory %d is in %d but records parent %d", ino, p, n.Parent)
+	}
+}
+
+func (s *Store) checkPayloads(x ix, r *Report, c *indexCounts) error {
+	err := x.tx.Bucket(bucketPayloads).ForEach(func(k, v []byte) error {
+		var sum [32]byte
+		copy(sum[:], k)
+		p, err := decodePayload(v)
+		if err != nil {
+			r.problem("payload %x: %v", sum[:8], err)
+			return nil
+		}
+		if p.Refs != c.refs[sum] {
+			r.problem("payload %x counts %d references but %d inodes hold it", sum[:8], p.Refs, c.refs[sum])
+		}
+		delete(c.refs, sum)
+		s.checkPayloadLocation(sum, p, r)
+		return nil
+	})
+	for sum := range c.refs {
+		r.problem("payload %x is held but not indexed", sum[:8])
+	}
+	return err
+}
+
+// checkPayloadLocation reads the record the index points at and checks it
+// is this payload.
+func (s *Store) checkPayloadLocation(sum [32]byte, p payloadLoc, r *Report) {
+	rec, err := s.readRecord(p.Container, p.Offset, 32+int(p.Length))
+	if err != nil {
+		r.problem("payload %x: %v", sum[:8], err)
+		return
+	}
+	got, _, err := record.SplitPayload(rec.Body)
+	if err != nil || got != sum || rec.Type != record.TypePayload {
+		r.problem("payload %x: container %d offset %d does not hold it", sum[:8], p.Container, p.Offset)
+	}
+}
+
+func (s *Store) checkUsers(x ix, r *Report) error {
+	return x.tx.Bucket(bucketUsers).ForEach(func(k, v []byte) error {
+		u, err := decodeUser(v)
+		if err != nil {
+			r.problem("user %q: %v", k, err)
+			return nil
+		}
+		d, ok, _ := x.dirent(RootIno, string(k))
+		if !ok || d.Ino != u.Ino {
+			r.problem("user %q: tree %d is not the store root's entry %q", k, u.Ino, k)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,241 @@
+package backend
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/packdir/packdir/backend/record"
+)
+
+// container is the active container: the one records are appended to.
+type container struct {
+	num     uint32
+	f       *os.File
+	size    int64 // bytes written, header included
+	records uint64
+}
+
+// containerFiles keeps one open file per container for reads; the active
+// container's file is also the one appended to. Files stay open until the
+// store closes, so a reader never races a close.
+type containerFiles struct {
+	dir   string
+	mu    sync.RWMutex
+	files map[uint32]*os.File
+}
+
+func containerName(n uint32) string { return fmt.Sprintf("%08d.pack", n) }
+
+func (c *containerFiles) path(n uint32) string { return filepath.Join(c.dir, containerName(n)) }
+
+// get returns container n's file, opening it read-only on first use.
+func (c *containerFiles) get(n uint32) (*os.File, error) {
+	c.mu.RLock()
+	f := c.files[n]
+	c.mu.RUnlock()
+	if f != nil {
+		return f, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f = c.files[n]; f != nil {
+		return f, nil
+	}
+	f, err := os.Open(c.path(n))
+	if err != nil {
+		return nil, fmt.Errorf("backend: container %d: %w", n, err)
+	}
+	c.put(n, f)
+	return f, nil
+}
+
+// put registers f as container n's file; callers hold mu or are alone.
+func (c *containerFiles) put(n uint32, f *os.File) {
+	if c.files == nil {
+		c.files = map[uint32]*os.File{}
+	}
+	if old := c.files[n]; old != nil && old != f {
+		old.Close()
+	}
+	c.files[n] = f
+}
+
+func (c *containerFiles) closeAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for n, f := range c.files {
+		f.Close()
+		delete(c.files, n)
+	}
+}
+
+// list returns the numbers of the container files on disk, in order.
+func (c *containerFiles) list() ([]uint32, error) {
+	entries, err := os.ReadDir(c.dir)
+	if err != nil {
+		return nil, fmt.Errorf("backend: %w", err)
+	}
+	var nums []uint32
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".pack")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(name, 10, 32)
+		if err != nil || n == 0 {
+			continue
+		}
+		nums = append(nums, uint32(n))
+	}
+	sort.Slice(nums, func(i, j int) bool { return nums[i] < nums[j] })
+	return nums, nil
+}
+
+// createContainer writes a new container file holding only its header and
+// makes it durable, so that the journal never points into a file that a
+// crash could lose.
+func (s *Store) createContainer(n uint32) (*container, error) {
+	path := s.files.path(n)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("backend: create container %d: %w", n, err)
+	}
+	hdr := record.ContainerHeader{Number: n, StoreID: s.storeID}.Encode()
+	if _, err = f.Write(hdr); err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = syncDir(s.files.dir)
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("backend: create container %d: %w", n, err)
+	}
+	s.files.mu.Lock()
+	s.files.put(n, f)
+	s.files.mu.Unlock()
+	return &container{num: n, f: f, size: record.HeaderSize}, nil
+}
+
+// openActive opens container n for appending after size bytes.
+func (s *Store) openActive(n uint32, size int64, records uint64) error {
+	f, err := os.OpenFile(s.files.path(n), os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("backend: container %d: %w", n, err)
+	}
+	s.files.mu.Lock()
+	s.files.put(n, f)
+	s.files.mu.Unlock()
+	s.active = &container{num: n, f: f, size: size, records: records}
+	return nil
+}
+
+// appendLocked appends one record to the active container and records in
+// the index that the journal has been applied up to it. The caller holds
+// s.mu and has already applied the record's effect in x, so that a record
+// is written only for a change that is valid. It returns the record's
+// offset.
+func (s *Store) appendLocked(x ix, typ record.Type, body []byte) (int64, error) {
+	size := record.EncodedSize(len(body))
+	if err := s.roomLocked(x, size, typ == record.TypePayload); err != nil {
+		return 0, err
+	}
+	return s.writeLocked(x, typ, body)
+}
+
+func (s *Store) writeLocked(x ix, typ record.Type, body []byte) (int64, error) {
+	a := s.active
+	s.buf = record.Append(s.buf[:0], record.Record{Type: typ, Seq: s.seq + 1, Body: body})
+	off := a.size
+	if _, err := a.f.WriteAt(s.buf, off); err != nil {
+		// Leave no partial record behind: the next append starts here.
+		if terr := a.f.Truncate(off); terr != nil {
+			s.log.Error("cannot cut back a failed append", "container", a.num, "offset", off, "err", terr)
+		}
+		return 0, fmt.Errorf("backend: container %d offset %d: append: %w", a.num, off, err)
+	}
+	if cap(s.buf) > 1<<20 {
+		s.buf = nil // do not pin a large payload's buffer
+	}
+	s.seq++
+	a.size += int64(len(s.buf))
+	a.records++
+	c, err := x.container(a.num)
+	if err != nil {
+		return 0, err
+	}
+	c.Written = uint64(a.size)
+	return off, firstErr(x.putContainer(a.num, c), x.putApplied(journalPos{Seq: s.seq, Container: a.num, End: a.size}))
+}
+
+// roomLocked makes room for a record of size bytes, sealing the active
+// container and starting the next one when it would pass the size limit.
+// When the store may have no more containers, payloads get ErrNoSpace;
+// op records still go to the last container past its limit, so that a
+// full store can always be emptied by deleting mail.
+func (s *Store) roomLocked(x ix, size int64, payload bool) error {
+	a := s.active
+	if a.size+size <= s.cfg.ContainerSize || a.records == 0 {
+		return nil
+	}
+	if s.cfg.MaxContainers > 0 && int(a.num) >= s.cfg.MaxContainers {
+		if payload {
+			return ErrNoSpace
+		}
+		return nil
+	}
+	return s.sealLocked(x)
+}
+
+// sealLocked ends the active container with a seal record, makes it
+// durable, and starts the next container.
+func (s *Store) sealLocked(x ix) error {
+	a := s.active
+	if _, err := s.writeLocked(x, record.TypeSeal, record.SealBody(a.records+1, s.seq+1)); err != nil {
+		return err
+	}
+	if err := a.f.Sync(); err != nil {
+		return fmt.Errorf("backend: seal container %d: %w", a.num, err)
+	}
+	s.sync.markDurable(s.seq)
+	c, err := x.container(a.num)
+	if err != nil {
+		return err
+	}
+	c.Sealed = true
+	if err := x.putContainer(a.num, c); err != nil {
+		return err
+	}
+	next, err := s.createContainer(a.num + 1)
+	if err != nil {
+		return err
+	}
+	s.active = next
+	if err := x.putContainer(next.num, containerInfo{Written: uint64(next.size)}); err != nil {
+		return err
+	}
+	return x.putMetaUint64(keyActive, uint64(next.num))
+}
+
+// readRecord reads and verifies the whole record at off in container n.
+func (s *Store) readRecord(n uint32, off int64, bodyLen int) (record.Record, error) {
+	f, err := s.files.get(n)
+	if err != nil {
+		return record.Record{}, err
+	}
+	buf := make([]byte, record.EncodedSize(bodyLen))
+	if _, err := f.ReadAt(buf, off); err != nil {
+		return record.Record{}, &CorruptError{Container: n, Offset: off, Reason: "cannot read record: " + err.Error()}
+	}
+	r, _, err := record.Decode(buf, uint32(s.cfg.ContainerSize))
+	if err != nil {
+		return record.Record{}, &CorruptError{Container: n, Offset: off, Reason: err.Error()}
+	}
+	return r, nil
+}

@@ -1,0 +1,55 @@
+package backend
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors returned by Store methods. Package fs maps each to one errno.
+var (
+	// ErrNotFound is returned when a name or inode does not exist.
+	ErrNotFound = errors.New("backend: not found")
+	// ErrExists is returned when a name that must be new already exists.
+	ErrExists = errors.New("backend: already exists")
+	// ErrNotEmpty is returned when removing or replacing a non-empty directory.
+	ErrNotEmpty = errors.New("backend: directory not empty")
+	// ErrNotDir is returned when a directory was required.
+	ErrNotDir = errors.New("backend: not a directory")
+	// ErrIsDir is returned when a non-directory was required.
+	ErrIsDir = errors.New("backend: is a directory")
+	// ErrInvalid is returned for an operation that makes no sense, such as
+	// moving a directory into itself.
+	ErrInvalid = errors.New("backend: invalid argument")
+	// ErrNameTooLong is returned for a name longer than MaxNameLen bytes.
+	ErrNameTooLong = errors.New("backend: name too long")
+	// ErrNotPermitted is returned for hard links to directories.
+	ErrNotPermitted = errors.New("backend: operation not permitted")
+	// ErrNoSpace is returned when the store has reached its container limit.
+	ErrNoSpace = errors.New("backend: store is full")
+	// ErrTooBig is returned for a message over the store's size limit.
+	ErrTooBig = errors.New("backend: message too big")
+	// ErrInUse is returned by Open when another process has the store open.
+	ErrInUse = errors.New("backend: store is in use by another process")
+	// ErrFormat is returned by Open for a store of an unknown format version.
+	ErrFormat = errors.New("backend: unknown store format")
+	// ErrClosed is returned by methods called after Close.
+	ErrClosed = errors.New("backend: store is closed")
+)
+
+// CorruptError reports damaged bytes in a container, with their location.
+type CorruptError struct {
+	Container uint32
+	Offset    int64
+	Reason    string
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("backend: container %d offset %d: %s", e.Container, e.Offset, e.Reason)
+}
+
+// IndexError reports an index entry that contradicts another.
+type IndexError struct {
+	Reason string
+}
+
+func (e *IndexError) Error() string { return "backend: index: " + e.Reason }

@@ -1,0 +1,555 @@
+package backend
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/packdir/packdir/backend/record"
+)
+
+// Attr is what stat(2) shows of an inode.
+type Attr struct {
+	Ino                 uint64
+	Mode                uint32 // type and permission bits
+	UID, GID            uint32
+	Nlink               uint32
+	Size                uint64
+	Atime, Mtime, Ctime int64 // Unix nanoseconds
+	Sealed              bool  // a message whose bytes are immutable in a container
+	Target              string
+}
+
+// IsDir reports whether a is a directory.
+func (a Attr) IsDir() bool { return a.Mode&ModeType == ModeDir }
+
+// Dirent is one directory entry.
+type Dirent struct {
+	Name string
+	Ino  uint64
+	Mode uint32 // type bits only are meaningful
+}
+
+// SetAttr says what Setattr changes; Mask is a set of record.Set* bits.
+type SetAttr struct {
+	Mask         uint32
+	Mode         uint32
+	UID, GID     uint32
+	Atime, Mtime int64
+	Size         uint64
+}
+
+// Setattr mask bits.
+const (
+	SetMode  = record.SetMode
+	SetUID   = record.SetUID
+	SetGID   = record.SetGID
+	SetAtime = record.SetAtime
+	SetMtime = record.SetMtime
+	SetSize  = record.SetSize
+)
+
+// Rename flags.
+const (
+	RenameNoReplace = record.RenameNoReplace
+	RenameExchange  = record.RenameExchange
+)
+
+// User is a user of the store: the owner of one Maildir++ tree.
+type User struct {
+	Name     string
+	Ino      uint64 // the root directory of the user's tree
+	UID, GID uint32
+}
+
+func now() int64 { return time.Now().UnixNano() }
+
+// mutate runs build and applies the op it returns in one index
+// transaction, journaling the op. build may read the index, allocate an
+// inode number with nextIno, and veto the op with an error.
+func (s *Store) mutate(build func(x ix) (*record.Op, error)) (*record.Op, error) {
+	s.mu.Lock()
+	op, seq, err := s.mutateLocked(build)
+	s.mu.Unlock()
+	if err == nil && s.opts.SyncAlways {
+		err = s.sync.wait(seq)
+	}
+	return op, err
+}
+
+func (s *Store) mutateLocked(build func(x ix) (*record.Op, error)) (*record.Op, uint64, error) {
+	if s.closed {
+		return nil, 0, ErrClosed
+	}
+	var op *record.Op
+	var fx effects
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		x := ix{tx}
+		var err error
+		if op, err = build(x); err != nil {
+			return err
+		}
+		return s.applyLocked(x, op, &fx)
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	s.dropSpoolAfter(s.seq, fx.dropSpool)
+	return op, s.seq, nil
+}
+
+// applyLocked applies op and journals it.
+func (s *Store) applyLocked(x ix, op *record.Op, fx *effects) error {
+	if op.Time == 0 {
+		op.Time = now()
+	}
+	if err := apply(x, op, fx); err != nil {
+		return err
+	}
+	_, err := s.appendLocked(x, record.TypeOp, record.AppendOp(nil, op))
+	return err
+}
+
+func nextIno(x ix) uint64 { return x.metaUint64(keyNextIno) }
+
+// Getattr returns the attributes of ino.
+func (s *Store) Getattr(ino uint64) (Attr, error) {
+	var a Attr
+	err := s.db.View(func(tx *bolt.Tx) error {
+		n, err := ix{tx}.inode(ino)
+		if err != nil {
+			return err
+		}
+		a = n.attr(ino)
+		return nil
+	})
+	if err != nil {
+		return a, err
+	}
+	return a, s.statSpool(&a)
+}
+
+// statSpool fills in size and times of a spooled file from its spool
+// file, which is authoritative for them.
+func (s *Store) statSpool(a *Attr) error {
+	if a.Sealed || a.Mode&ModeType != ModeRegular {
+		return nil
+	}
+	fi, err := os.Stat(s.spoolPath(a.Ino))
+	if os.IsNotExist(err) {
+		return nil // dropped meanwhile: the index's record is the last word
+	}
+	if err != nil {
+		return fmt.Errorf("backend: spool of inode %d: %w", a.Ino, err)
+	}
+	a.Size = uint64(fi.Size())
+	a.Mtime = fi.ModTime().UnixNano()
+	return nil
+}
+
+func (n *inode) attr(ino uint64) Attr {
+	a := Attr{Ino: ino, Mode: n.Mode, UID: n.UID, GID: n.GID, Nlink: n.Nlink, Size: n.Size,
+		Atime: n.Atime, Mtime: n.Mtime, Ctime: n.Ctime, Sealed: n.sealed(), Target: n.Target}
+	if n.isDir() {
+		a.Nlink = 2 + n.Subdirs
+		a.Size = 4096
+	}
+	return a
+}
+
+// Lookup returns the attributes of name in directory parent.
+func (s *Store) Lookup(parent uint64, name string) (Attr, error) {
+	var a Attr
+	err := s.db.View(func(tx *bolt.Tx) error {
+		x := ix{tx}
+		d, ok, err := x.dirent(parent, name)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			if _, err := x.dir(parent); err != nil {
+				return err
+			}
+			return ErrNotFound
+		}
+		n, err := x.inode(d.Ino)
+		if err != nil {
+			return &IndexError{Reason: fmt.Sprintf("entry %q of directory %d points to missing inode %d", name, parent, d.Ino)}
+		}
+		a = n.attr(d.Ino)
+		return nil
+	})
+	if err != nil {
+		return a, err
+	}
+	return a, s.statSpool(&a)
+}
+
+// ReadDir returns up to max entries of directory dir that sort after the
+// name after ("" for the first), in name order. Each call is its own
+// snapshot, so a directory of any size streams without holding the index.
+func (s *Store) ReadDir(dir uint64, after string, max int) ([]Dirent, error) {
+	var out []Dirent
+	err := s.db.View(func(tx *bolt.Tx) error {
+		x := ix{tx}
+		if _, err := x.dir(dir); err != nil {
+			return err
+		}
+		prefix := inoKey(dir)
+		c := tx.Bucket(bucketDirents).Cursor()
+		k, v := c.Seek(direntKey(dir, after))
+		if after != "" && k != nil && string(k[8:]) == after {
+			k, v = c.Next()
+		}
+		for ; k != nil && bytes.HasPrefix(k, prefix) && len(out) < max; k, v = c.Next() {
+			d, err := decodeDirent(v)
+			if err != nil {
+				return err
+			}
+			out = append(out, Dirent{Name: string(k[8:]), Ino: d.Ino, Mode: d.Mode})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Mkdir creates directory name in parent.
+func (s *Store) Mkdir(parent uint64, name string, mode, uid, gid uint32) (Attr, error) {
+	return s.create(parent, name, ModeDir|mode&ModePerm, uid, gid)
+}
+
+// Create creates an empty spooled file name in parent.
+func (s *Store) Create(parent uint64, name string, mode, uid, gid uint32) (Attr, error) {
+	return s.create(parent, name, ModeRegular|mode&ModePerm, uid, gid)
+}
+
+func (s *Store) create(parent uint64, name string, mode, uid, gid uint32) (Attr, error) {
+	var spool string
+	op, err := s.mutate(func(x ix) (*record.Op, error) {
+		op := &record.Op{Code: record.OpCreate, Parent: parent, Name: name, Ino: nextIno(x), Mode: mode, UID: uid, GID: gid}
+		if _, err := x.freeName(parent, name); err != nil {
+			return nil, err
+		}
+		if mode&ModeType == ModeRegular {
+			// The spool file exists before the op that refers to it.
+			spool = s.spoolPath(op.Ino)
+			f, err := os.OpenFile(spool, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return nil, fmt.Errorf("backend: %w", err)
+			}
+			f.Close()
+		}
+		return op, nil
+	})
+	if err != nil {
+		if spool != "" {
+			os.Remove(spool)
+		}
+		return Attr{}, err
+	}
+	return s.Getattr(op.Ino)
+}
+
+// Symlink creates a symbolic link name in parent.
+func (s *Store) Symlink(parent uint64, name, target string, uid, gid uint32) (Attr, error) {
+	op, err := s.mutate(func(x ix) (*record.Op, error) {
+		return &record.Op{Code: record.OpSymlink, Parent: parent, Name: name, Ino: nextIno(x), Target: target, UID: uid, GID: gid}, nil
+	})
+	if err != nil {
+		return Attr{}, err
+	}
+	return s.Getattr(op.Ino)
+}
+
+// Link gives file ino another name, newName in newParent.
+func (s *Store) Link(ino, newParent uint64, newName string) (Attr, error) {
+	if _, err := s.mutate(func(x ix) (*record.Op, error) {
+		return &record.Op{Code: record.OpLink, Parent: newParent, Name: newName, Ino: ino}, nil
+	}); err != nil {
+		return Attr{}, err
+	}
+	return s.Getattr(ino)
+}
+
+// Unlink removes the name of a non-directory.
+func (s *Store) Unlink(parent uint64, name string) error {
+	return s.remove(parent, name, false)
+}
+
+// Rmdir removes an empty directory.
+func (s *Store) Rmdir(parent uint64, name string) error {
+	return s.remove(parent, name, true)
+}
+
+func (s *Store) remove(parent uint64, name string, isDir bool) error {
+	_, err := s.mutate(func(x ix) (*record.Op, error) {
+		d, ok, err := x.dirent(parent, name)
+		switch {
+		case err != nil:
+			return nil, err
+		case !ok:
+			return nil, ErrNotFound
+		case isDir && d.Mode&ModeType != ModeDir:
+			return nil, ErrNotDir
+		case !isDir && d.Mode&ModeType == ModeDir:
+			return nil, ErrIsDir
+		}
+		return &record.Op{Code: record.OpUnlink, Parent: parent, Name: name}, nil
+	})
+	return err
+}
+
+// Rename moves name in parent to newName in newParent; flags is 0 (replace
+// the target), RenameNoReplace or RenameExchange.
+func (s *Store) Rename(parent uint64, name string, newParent uint64, newName string, flags uint32) error {
+	_, err := s.mutate(func(x ix) (*record.Op, error) {
+		return &record.Op{Code: record.OpRename, Parent: parent, Name: name, NewParent: newParent, NewName: newName, Flags: flags}, nil
+	})
+	return err
+}
+
+// Setattr changes the attributes in a.Mask. Changing the size of a sealed
+// message first copies it to the spool (copy-on-write).
+func (s *Store) Setattr(ino uint64, a SetAttr) (Attr, error) {
+	if a.Mask&SetSize != 0 {
+		if err := s.Spool(ino, a.Size == 0); err != nil {
+			return Attr{}, err
+		}
+		if err := os.Truncate(s.spoolPath(ino), int64(a.Size)); err != nil {
+			return Attr{}, fmt.Errorf("backend: truncate inode %d: %w", ino, err)
+		}
+	}
+	_, err := s.mutate(func(x ix) (*record.Op, error) {
+		n, err := x.inode(ino)
+		if err != nil {
+			return nil, err
+		}
+		if n.spooled() && a.Mask&(SetAtime|SetMtime) != 0 {
+			if err := s.chtimesSpool(ino, n, a); err != nil {
+				return nil, err
+			}
+		}
+		return &record.Op{Code: record.OpSetattr, Ino: ino, Mask: a.Mask, Mode: a.Mode, UID: a.UID, GID: a.GID,
+			Atime: a.Atime, Mtime: a.Mtime, Size: a.Size}, nil
+	})
+	if err != nil {
+		return Attr{}, err
+	}
+	return s.Getattr(ino)
+}
+
+// chtimesSpool sets the times of a spool file, which are authoritative.
+func (s *Store) chtimesSpool(ino uint64, n *inode, a SetAttr) error {
+	fi, err := os.Stat(s.spoolPath(ino))
+	if err != nil {
+		return fmt.Errorf("backend: %w", err)
+	}
+	at, mt := time.Unix(0, n.Atime), fi.ModTime()
+	if a.Mask&SetAtime != 0 {
+		at = time.Unix(0, a.Atime)
+	}
+	if a.Mask&SetMtime != 0 {
+		mt = time.Unix(0, a.Mtime)
+	}
+	return os.Chtimes(s.spoolPath(ino), at, mt)
+}
+
+// Commit seals spooled file ino: its bytes become a payload in a container
+// (stored once per store) and the spool file goes once that is durable.
+// Committing a file that is already sealed does nothing. The caller makes
+// sure no one writes the spool file meanwhile.
+func (s *Store) Commit(ino uint64) error {
+	s.mu.Lock()
+	seq, err := s.commitLocked(ino)
+	s.mu.Unlock()
+	if err == nil && s.opts.SyncAlways {
+		err = s.sync.wait(seq)
+	}
+	return err
+}
+
+func (s *Store) commitLocked(ino uint64) (uint64, error) {
+	if s.closed {
+		return 0, ErrClosed
+	}
+	if !s.isSpooled(ino) {
+		return s.seq, nil
+	}
+	data, mtime, err := s.readSpool(ino)
+	if err != nil {
+		return 0, err
+	}
+	body, sum := record.PayloadBody(data)
+	var fx effects
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		x := ix{tx}
+		if err := s.storePayloadLocked(x, sum, body, len(data)); err != nil {
+			return err
+		}
+		op := &record.Op{Code: record.OpCommit, Ino: ino, Hash: sum, Size: uint64(len(data)), Mtime: mtime}
+		return s.applyLocked(x, op, &fx)
+	})
+	if err != nil {
+		return 0, err
+	}
+	s.dropSpoolAfter(s.seq, fx.dropSpool)
+	return s.seq, nil
+}
+
+func (s *Store) readSpool(ino uint64) ([]byte, int64, error) {
+	f, err := os.Open(s.spoolPath(ino))
+	if err != nil {
+		return nil, 0, fmt.Errorf("backend: spool of inode %d: %w", ino, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	if fi.Size() > s.cfg.MaxMessageSize || fi.Size()+32 > s.cfg.ContainerSize-record.HeaderSize-recordHeaderSize {
+		return nil, 0, ErrTooBig
+	}
+	data := make([]byte, fi.Size())
+	if _, err := io.ReadFull(f, data); err != nil {
+		return nil, 0, fmt.Errorf("backend: spool of inode %d: %w", ino, err)
+	}
+	return data, fi.ModTime().UnixNano(), nil
+}
+
+// storePayloadLocked appends a payload record unless the same bytes are
+// already stored (single-instance storage).
+func (s *Store) storePayloadLocked(x ix, sum [32]byte, body []byte, length int) error {
+	if _, ok, err := x.payload(sum); err != nil || ok {
+		return err
+	}
+	off, err := s.appendLocked(x, record.TypePayload, body)
+	if err != nil {
+		return err
+	}
+	return applyPayload(x, sum, payloadLoc{Container: s.active.num, Offset: off, Length: uint64(length)})
+}
+
+// Spool makes sealed file ino writable again by copying its bytes to a
+// spool file (copy-on-write; with truncate, the copy is empty). Other
+// inodes holding the same payload keep it. Spooling a spooled file does
+// nothing.
+func (s *Store) Spool(ino uint64, truncate bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	m, err := s.openMessage(ino)
+	if err == errNotSealed {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.copyPayloadToSpool(ino, m, truncate); err != nil {
+		return err
+	}
+	var fx effects
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return s.applyLocked(ix{tx}, &record.Op{Code: record.OpSpool, Ino: ino}, &fx)
+	})
+}
+
+// Message is the verified bytes of a sealed message.
+type Message struct {
+	*bytes.Reader
+	data []byte
+}
+
+// Bytes returns the whole message; callers must not change it.
+func (m *Message) Bytes() []byte { return m.data }
+
+var errNotSealed = fmt.Errorf("%w: not a sealed message", ErrInvalid)
+
+// OpenMessage reads sealed message ino and verifies its checksum. A
+// damaged record gives a *CorruptError naming its container and offset.
+func (s *Store) OpenMessage(ino uint64) (*Message, error) {
+	return s.openMessage(ino)
+}
+
+func (s *Store) openMessage(ino uint64) (*Message, error) {
+	var loc payloadLoc
+	err := s.db.View(func(tx *bolt.Tx) error {
+		x := ix{tx}
+		n, err := x.inode(ino)
+		if err != nil {
+			return err
+		}
+		if !n.sealed() {
+			return errNotSealed
+		}
+		var ok bool
+		if loc, ok, err = x.payload(n.Payload); err == nil && !ok {
+			err = &IndexError{Reason: fmt.Sprintf("inode %d holds payload %x, which is not stored", ino, n.Payload[:8])}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.readRecord(loc.Container, loc.Offset, 32+int(loc.Length))
+	if err != nil {
+		return nil, err
+	}
+	if r.Type != record.TypePayload || len(r.Body) != 32+int(loc.Length) {
+		return nil, &CorruptError{Container: loc.Container, Offset: loc.Offset, Reason: "index points at a record that is not this payload"}
+	}
+	data := r.Body[32:]
+	return &Message{Reader: bytes.NewReader(data), data: data}, nil
+}
+
+// AddUser adds a user whose tree is owned by uid and gid.
+func (s *Store) AddUser(name string, uid, gid uint32) (User, error) {
+	op, err := s.mutate(func(x ix) (*record.Op, error) {
+		return &record.Op{Code: record.OpUser, Name: name, Ino: nextIno(x), UID: uid, GID: gid}, nil
+	})
+	if err != nil {
+		return User{}, err
+	}
+	return User{Name: name, Ino: op.Ino, UID: uid, GID: gid}, nil
+}
+
+// Users lists the users of the store in name order.
+func (s *Store) Users() ([]User, error) {
+	var out []User
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketUsers).ForEach(func(k, v []byte) error {
+			u, err := decodeUser(v)
+			out = append(out, User{Name: string(k), Ino: u.Ino, UID: u.UID, GID: u.GID})
+			return err
+		})
+	})
+	return out, err
+}
+
+// User returns the user called name.
+func (s *Store) User(name string) (User, error) {
+	var u User
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketUsers).Get([]byte(name))
+		if v == nil {
+			return fmt.Errorf("backend: user %q: %w", name, ErrNotFound)
+		}
+		r, err := decodeUser(v)
+		u = User{Name: name, Ino: r.Ino, UID: r.UID, GID: r.GID}
+		return err
+	})
+	return u, err
+}
+
+func inoFromKey(k []byte) uint64 {
+	var v uint64
+	for _, b := range k[:8] {
+		v = v<<8 | uint64(b)
+	}
+	return v
+}

@@ -1,0 +1,316 @@
+package backend
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/packdir/packdir/backend/record"
+)
+
+// FormatVersion is the store format this code reads and writes.
+const FormatVersion = 1
+
+const recordHeaderSize = record.RecordHeaderSize
+
+// Defaults for a new store.
+const (
+	DefaultContainerSize  = 1 << 30
+	DefaultMaxMessageSize = 64 << 20
+)
+
+// Config is store.json: the store's identity and limits.
+type Config struct {
+	Format         int    `json:"format"`
+	StoreID        string `json:"store_id"`
+	ContainerSize  int64  `json:"container_size"`
+	MaxContainers  int    `json:"max_containers"` // 0: no limit
+	MaxMessageSize int64  `json:"max_message_size"`
+}
+
+// Options tune an open store; the zero value is the default.
+type Options struct {
+	Logger *slog.Logger
+	// SyncInterval bounds how long an acknowledged op may stay not durable.
+	SyncInterval time.Duration
+	// SyncAlways makes every op durable before it returns.
+	SyncAlways bool
+}
+
+// Store is an open packdir store. Its methods are safe for concurrent use.
+type Store struct {
+	dir     string
+	cfg     Config
+	storeID [16]byte
+	opts    Options
+	log     *slog.Logger
+	db      *bolt.DB
+
+	// mu serializes appends to the journal with the index transactions
+	// that apply them, so that journal order is apply order.
+	mu     sync.Mutex
+	seq    uint64 // last sequence number appended
+	active *container
+	buf    []byte
+	closed bool
+
+	files containerFiles
+	sync  syncer
+}
+
+// Exists reports whether dir holds a store.
+func Exists(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "store.json"))
+	return err == nil
+}
+
+// Init creates a new, empty store in dir with cfg's limits; zero fields get
+// the defaults.
+func Init(dir string, cfg Config) error {
+	if Exists(dir) {
+		return fmt.Errorf("backend: init %s: %w", dir, ErrExists)
+	}
+	cfg.Format = FormatVersion
+	if cfg.ContainerSize == 0 {
+		cfg.ContainerSize = DefaultContainerSize
+	}
+	if cfg.MaxMessageSize == 0 {
+		cfg.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if cfg.ContainerSize < 64<<10 {
+		return fmt.Errorf("backend: container size %d is below the minimum of 64 KiB", cfg.ContainerSize)
+	}
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return err
+	}
+	cfg.StoreID = hex.EncodeToString(id[:])
+	for _, sub := range []string{"", "containers", "spool"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return fmt.Errorf("backend: init: %w", err)
+		}
+	}
+	if err := writeConfig(dir, cfg); err != nil {
+		return err
+	}
+	s, err := Open(dir, Options{})
+	if err != nil {
+		return err
+	}
+	return s.Close()
+}
+
+func writeConfig(dir string, cfg Config) error {
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileSync(filepath.Join(dir, "store.json"), append(b, '\n'))
+}
+
+// writeFileSync replaces path atomically and durably.
+func writeFileSync(path string, data []byte) error {
+	tmp := path + ".new"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	return err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func readConfig(dir string) (Config, error) {
+	var cfg Config
+	b, err := os.ReadFile(filepath.Join(dir, "store.json"))
+	if err != nil {
+		return cfg, fmt.Errorf("backend: %s is not a packdir store: %w", dir, err)
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return cfg, fmt.Errorf("backend: %s/store.json: %w", dir, err)
+	}
+	if cfg.Format != FormatVersion {
+		return cfg, fmt.Errorf("%w: %s has format %d, this packdir reads format %d", ErrFormat, dir, cfg.Format, FormatVersion)
+	}
+	if cfg.ContainerSize <= record.HeaderSize || cfg.MaxMessageSize <= 0 {
+		return cfg, fmt.Errorf("backend: %s/store.json: bad limits", dir)
+	}
+	return cfg, nil
+}
+
+// Open opens the store in dir, recovering from a crash if it was not closed.
+func Open(dir string, opts Options) (*Store, error) {
+	cfg, err := readConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.SyncInterval == 0 {
+		opts.SyncInterval = time.Second
+	}
+	s := &Store{dir: dir, cfg: cfg, opts: opts, log: opts.Logger}
+	if _, err := hex.Decode(s.storeID[:], []byte(cfg.StoreID)); err != nil || len(cfg.StoreID) != 32 {
+		return nil, fmt.Errorf("backend: %s/store.json: bad store id", dir)
+	}
+	s.files.dir = filepath.Join(dir, "containers")
+	if err := s.open(); err != nil {
+		s.files.closeAll()
+		if s.db != nil {
+			s.db.Close()
+		}
+		return nil, err
+	}
+	s.sync.start(s)
+	return s, nil
+}
+
+func (s *Store) open() error {
+	st, err := readState(s.dir)
+	if err != nil {
+		return err
+	}
+	rebuild := st.dirty && st.bootID != bootID()
+	if rebuild {
+		s.log.Warn("store was not closed before the machine restarted: rebuilding the index from the containers", "store", s.dir)
+		if err := os.Remove(s.indexPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	if err := s.openIndex(); err != nil {
+		return err
+	}
+	if err := writeState(s.dir, state{dirty: true, pid: os.Getpid(), bootID: bootID()}); err != nil {
+		return fmt.Errorf("backend: %w", err)
+	}
+	if err := s.recover(); err != nil {
+		return err
+	}
+	return s.removeOrphanSpool()
+}
+
+func (s *Store) indexPath() string { return filepath.Join(s.dir, "index.db") }
+
+func (s *Store) openIndex() error {
+	db, err := bolt.Open(s.indexPath(), 0o600, &bolt.Options{
+		Timeout:        200 * time.Millisecond,
+		NoSync:         true, // the containers are the journal: see FORMAT.md, write ordering
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return fmt.Errorf("%w: %s", ErrInUse, s.dir)
+	}
+	if err != nil {
+		return fmt.Errorf("backend: %s is damaged (%v); run 'packdir fsck --rebuild %s'", s.indexPath(), err, s.dir)
+	}
+	s.db = db
+	return db.Update(initIndex)
+}
+
+// Close makes everything durable, syncs the index and releases the store.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.mu.Unlock()
+	err := s.Sync()
+	s.sync.stop()
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.removeDroppedSpool(^uint64(0))
+	if serr := s.db.Sync(); err == nil {
+		err = serr
+	}
+	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
+	s.files.closeAll()
+	if err == nil {
+		err = writeState(s.dir, state{})
+	}
+	return err
+}
+
+// Dir is the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Config returns the store's settings.
+func (s *Store) Config() Config { return s.cfg }
+
+// state is the file "state": whether the store is open (dirty), by
+// which process, in which boot of the machine.
+type state struct {
+	dirty  bool
+	pid    int
+	bootID string
+}
+
+func readState(dir string) (state, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "state"))
+	if errors.Is(err, os.ErrNotExist) {
+		return state{}, nil
+	}
+	if err != nil {
+		return state{}, fmt.Errorf("backend: %w", err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 3 && f[0] == "open" {
+		pid, _ := strconv.Atoi(f[1])
+		return state{dirty: true, pid: pid, bootID: f[2]}, nil
+	}
+	return state{}, nil
+}
+
+func writeState(dir string, st state) error {
+	text := "closed\n"
+	if st.dirty {
+		text = fmt.Sprintf("open %d %s\n", st.pid, st.bootID)
+	}
+	return writeFileSync(filepath.Join(dir, "state"), []byte(text))
+}
+
+// bootID names this boot of the machine, so that Open can tell a crash of
+// the process (page cache intact) from a crash of the machine.
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(b))
+}

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/packdir/packdir/backend"
+	"github.com/packdir/packdir/fs"
+)
+
+func initCommand() *cli.Command {
+	return &cli.Command{
+		Name:         "init",
+		Usage:        "create an empty store",
+		ArgsUsage:    "STORE",
+		Description:  "Example:\n   packdir init --container-size 256MiB /srv/mail/store",
+		OnUsageError: onUsageError,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "container-size", Value: "1GiB", Usage: "seal a container at this size"},
+			&cli.IntFlag{Name: "max-containers", Usage: "the store is full at this many containers (0: no limit)"},
+			&cli.StringFlag{Name: "max-message-size", Value: "64MiB", Usage: "refuse larger messages with EFBIG"},
+		},
+		Action: func(c *cli.Context) error {
+			a, err := args(c, "STORE")
+			if err != nil {
+				return err
+			}
+			cfg := backend.Config{MaxContainers: c.Int("max-containers")}
+			if cfg.ContainerSize, err = parseSize("--container-size", c.String("container-size")); err != nil {
+				return err
+			}
+			if cfg.MaxMessageSize, err = parseSize("--max-message-size", c.String("max-message-size")); err != nil {
+				return err
+			}
+			if cfg.MaxContainers < 0 {
+				return usagef("--max-containers must not be negative")
+			}
+			if err := backend.Init(a[0], cfg); err != nil {
+				return err
+			}
+			fmt.Printf("created store %s\n", a[0])
+			return nil
+		},
+	}
+}
+
+// parseSize reads a size such as 4096, 64KiB, 256MiB or 1GiB.
+func parseSize(flag, v string) (int64, error) {
+	var n int64
+	var unit string
+	if _, err := fmt.Sscanf(v, "%d%s", &n, &unit); err != nil && unit == "" {
+		if _, err := fmt.Sscanf(v, "%d", &n); err != nil {
+			return 0, usagef("%s: %q is not a size (use e.g. 64MiB)", flag, v)
+		}
+	}
+	mult := map[string]int64{"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[unit]
+	if mult == 0 || n <= 0 {
+		return 0, usagef("%s: %q is not a size (use e.g. 64MiB)", flag, v)
+	}
+	return n * mult, nil
+}
+
+func userCommand() *cli.Command {
+	storeFlag := &cli.StringFlag{Name: "store", EnvVars: []string{"PACKDIR_STORE"}, Usage: "the store (or give it after NAME)"}
+	return &cli.Command{
+		Name:         "user",
+		Usage:        "add and list users",
+		OnUsageError: onUsageError,
+		Subcommands: []*cli.Command{{
+			Name:      "add",
+			Usage:     "add a user with an empty Maildir++ tree (INBOX, .Draft, .Outbox, .Trash)",
+			ArgsUsage: "NAME [STORE]",
+			Description: "Every file and directory of the user's tree is owned by --uid and --gid.\n\n" +
+				"Example:\n   packdir user add --uid 1001 --gid 1001 alice /srv/mail/store",
+			OnUsageError: onUsageError,
+			Flags: []cli.Flag{storeFlag,
+				&cli.UintFlag{Name: "uid", Value: uint(os.Getuid()), Usage: "owner of the user's tree"},
+				&cli.UintFlag{Name: "gid", Value: uint(os.Getgid()), Usage: "group of the user's tree"},
+			},
+			Action: userAdd,
+		}, {
+			Name:         "list",
+			Usage:        "list users",
+			ArgsUsage:    "[STORE]",
+			Description:  "Example:\n   packdir user list /srv/mail/store",
+			OnUsageError: onUsageError,
+			Flags:        []cli.Flag{storeFlag},
+			Action:       userList,
+		}},
+	}
+}
+
+// storeArg is the store given as the argument at index i, or by --store.
+func storeArg(c *cli.Context, i int) (string, error) {
+	switch {
+	case c.NArg() == i+1:
+		return c.Args().Get(i), nil
+	case c.NArg() == i && c.String("store") != "":
+		return c.String("store"), nil
+	}
+	return "", usagef("%s: name the store as an argument or with --store (see 'packdir %s --help')", c.Command.FullName(), c.Command.FullName())
+}
+
+func userAdd(c *cli.Context) error {
+	if c.NArg() < 1 {
+		return usagef("user add needs a user NAME (see 'packdir user add --help')")
+	}
+	dir, err := storeArg(c, 1)
+	if err != nil {
+		return err
+	}
+	s, err := openStore(dir)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	u, err := fs.AddUser(s, c.Args().First(), uint32(c.Uint("uid")), uint32(c.Uint("gid")))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("added user %s (uid %d, gid %d)\n", u.Name, u.UID, u.GID)
+	return nil
+}
+
+func userList(c *cli.Context) error {
+	dir, err := storeArg(c, 0)
+	if err != nil {
+		return err
+	}
+	s, err := openStore(dir)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	users, err := s.Users()
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "USER\tUID\tGID")
+	for _, u := range users {
+		fmt.Fprintf(w, "%s\t%d\t%d\n", u.Name, u.UID, u.GID)
+	}
+	return w.Flush()
+}
+
+func fsckCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "fsck",
+		Usage:     "verify every record checksum and every index reference",
+		ArgsUsage: "STORE",
+		Description: "Reports exactly what is wrong and exits 1 if anything is; never repairs by\n" +
+			"dropping data. With --rebuild, the index is first recreated from the\n" +
+			"containers alone (the old one is kept as index.db.old-TIME).\n\n" +
+			"Examples:\n   packdir fsck /srv/mail/store\n   packdir fsck --rebuild /srv/mail/store",
+		OnUsageError: onUsageError,
+		Flags:        []cli.Flag{&cli.BoolFlag{Name: "rebuild", Usage: "recreate index.db from the containers"}},
+		Action:       runFsck,
+	}
+}
+
+func runFsck(c *cli.Context) error {
+	a, err := args(c, "STORE")
+	if err != nil {
+		return err
+	}
+	if c.Bool("rebuild") {
+		if err := setIndexAside(a[0]); err != nil {
+			return err
+		}
+	}
+	s, err := openStore(a[0])
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	r, err := s.Check()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("checked %d containers: %d records (%d payloads, %d ops), %d bytes\n", r.Containers, r.Records, r.Payloads, r.Ops, r.Bytes)
+	fmt.Printf("checked index: %d inodes, %d names\n", r.Inodes, r.Dirents)
+	for _, p := range r.Problems {
+		fmt.Println("problem:", p)
+	}
+	if !r.OK() {
+		return fmt.Errorf("%s: %d problems found", a[0], len(r.Problems))
+	}
+	fmt.Println("no problems found")
+	return nil
+}
+
+// setIndexAside moves index.db out of the way so that Open rebuilds it.
+func setIndexAside(dir string) error {
+	if !backend.Exists(dir) {
+		return fmt.Errorf("%s is not a packdir store", dir)
+	}
+	idx := filepath.Join(dir, "index.db")
+	if _, err := os.Stat(idx); os.IsNotExist(err) {
+		return nil
+	}
+	old := fmt.Sprintf("%s.old-%s", idx, time.Now().Format("20060102T150405"))
+	if err := os.Rename(idx, old); err != nil {
+		return err
+	}
+	fmt.Printf("moved the index to %s; rebuilding it from the containers\n", old)
+	return nil
+}
+
+func statsCommand() *cli.Command {
+	return &cli.Command{
+		Name:         "stats",
+		Usage:        "show users, folders, messages, bytes, live and dead bytes, containers",
+		ArgsUsage:    "STORE",
+		Description:  "Examples:\n   packdir stats /srv/mail/store\n   packdir stats --json /srv/mail/store",
+		OnUsageError: onUsageError,
+		Flags:        []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Action:       runStats,
+	}
+}
+
+func runStats(c *cli.Context) error {
+	a, err := args(c, "STORE")
+	if err != nil {
+		return err
+	}
+	s, err := openStore(a[0])
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	st, err := s.Stats()
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "users\t%d\n", st.Users)
+	fmt.Fprintf(w, "folders\t%d\n", st.Folders)
+	fmt.Fprintf(w, "messages\t%d\t(%d bytes, %d distinct bodies)\n", st.Messages, st.MessageBytes, st.Payloads)
+	fmt.Fprintf(w, "spooled files\t%d\n", st.SpooledFiles)
+	fmt.Fprintf(w, "containers\t%d\t(%d bytes: %d live, %d dead)\n", len(st.Containers), st.ContainerBytes, st.LiveBytes, st.DeadBytes)
+	for _, ct := range st.Containers {
+		sealed := "active"
+		if ct.Sealed {
+			sealed = "sealed"
+		}
+		fmt.Fprintf(w, "  %08d.pack\t%d bytes\t%d live\t%s\n", ct.Number, ct.Bytes, ct.Live, sealed)
+	}
+	return w.Flush()
+}

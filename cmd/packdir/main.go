@@ -1,0 +1,93 @@
+// Command packdir mounts a packed mail store as Maildir++ trees and
+// administers stores: init, user, fsck, stats.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/packdir/packdir/backend"
+)
+
+func main() {
+	if err := newApp().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "packdir: "+oneLine(err))
+		os.Exit(exitCode(err))
+	}
+}
+
+// exitCode is 2 for a command line that makes no sense, 1 otherwise.
+func exitCode(err error) int {
+	var u usageError
+	if errors.As(err, &u) {
+		return 2
+	}
+	return 1
+}
+
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+func oneLine(err error) string {
+	msg := err.Error()
+	for i, c := range msg {
+		if c == '\n' {
+			return msg[:i]
+		}
+	}
+	return msg
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:  "packdir",
+		Usage: "a packed mail store that any Maildir program can use",
+		Description: "packdir keeps mail in a few large append-only containers indexed by bbolt,\n" +
+			"and mounts them with FUSE as ordinary Maildir++ trees.\n\n" +
+			"Examples:\n" +
+			"   packdir mount --user alice /var/lib/packdir /home/alice/Maildir\n" +
+			"   packdir fsck /var/lib/packdir\n" +
+			"   packdir stats --json /var/lib/packdir",
+		HideHelpCommand: true,
+		OnUsageError:    onUsageError,
+		Commands: []*cli.Command{
+			mountCommand(), initCommand(), userCommand(), fsckCommand(), statsCommand(),
+		},
+	}
+}
+
+func onUsageError(c *cli.Context, err error, _ bool) error {
+	return usagef("%v (see 'packdir %s --help')", err, c.Command.FullName())
+}
+
+// args checks that c has exactly the positional arguments named.
+func args(c *cli.Context, names ...string) ([]string, error) {
+	if c.NArg() != len(names) {
+		return nil, usagef("%s needs %d arguments (%v), got %d (see 'packdir %s --help')",
+			c.Command.FullName(), len(names), names, c.NArg(), c.Command.FullName())
+	}
+	return c.Args().Slice(), nil
+}
+
+func logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// openStore opens an existing store for an administrative command.
+func openStore(dir string) (*backend.Store, error) {
+	if !backend.Exists(dir) {
+		return nil, fmt.Errorf("%s is not a packdir store (create one with 'packdir init %s')", dir, dir)
+	}
+	s, err := backend.Open(dir, backend.Options{Logger: logger()})
+	if errors.Is(err, backend.ErrInUse) {
+		return nil, fmt.Errorf("store %s is in use by a running packdir; unmount it first", dir)
+	}
+	return s, err
+}

@@ -1,0 +1,40 @@
+package fs
+
+import gofs "github.com/hanwen/go-fuse/v2/fs"
+
+// Compile-time checks that the node and handles implement what the
+// semantics contract needs.
+var (
+	_ = (gofs.NodeLookuper)((*node)(nil))
+	_ = (gofs.NodeGetattrer)((*node)(nil))
+	_ = (gofs.NodeSetattrer)((*node)(nil))
+	_ = (gofs.NodeOpendirHandler)((*node)(nil))
+	_ = (gofs.NodeMkdirer)((*node)(nil))
+	_ = (gofs.NodeRmdirer)((*node)(nil))
+	_ = (gofs.NodeUnlinker)((*node)(nil))
+	_ = (gofs.NodeRenamer)((*node)(nil))
+	_ = (gofs.NodeLinker)((*node)(nil))
+	_ = (gofs.NodeSymlinker)((*node)(nil))
+	_ = (gofs.NodeReadlinker)((*node)(nil))
+	_ = (gofs.NodeCreater)((*node)(nil))
+	_ = (gofs.NodeOpener)((*node)(nil))
+	_ = (gofs.NodeFsyncer)((*node)(nil))
+	_ = (gofs.NodeStatfser)((*node)(nil))
+
+	_ = (gofs.FileReaddirenter)((*dirHandle)(nil))
+	_ = (gofs.FileSeekdirer)((*dirHandle)(nil))
+	_ = (gofs.FileReleasedirer)((*dirHandle)(nil))
+	_ = (gofs.FileFsyncdirer)((*dirHandle)(nil))
+	_ = (gofs.FileLookuper)((*dirHandle)(nil))
+
+	_ = (gofs.FileReader)((*spoolFile)(nil))
+	_ = (gofs.FileWriter)((*spoolFile)(nil))
+	_ = (gofs.FileGetattrer)((*spoolFile)(nil))
+	_ = (gofs.FileFsyncer)((*spoolFile)(nil))
+	_ = (gofs.FileFlusher)((*spoolFile)(nil))
+	_ = (gofs.FileReleaser)((*spoolFile)(nil))
+	_ = (gofs.FileAllocater)((*spoolFile)(nil))
+	_ = (gofs.FileLseeker)((*spoolFile)(nil))
+
+	_ = (gofs.FileReader)((*messageFile)(nil))
+)

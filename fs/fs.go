@@ -1,0 +1,110 @@
+package fs
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/packdir/packdir/backend"
+)
+
+// Options configure a mount.
+type Options struct {
+	// User, if set, makes that user's Maildir++ tree the mount root;
+	// otherwise the root lists the users.
+	User string
+	// AllowOther lets other users (the mail user, setuid delivery
+	// programs) use the mount, with the kernel checking permissions.
+	AllowOther bool
+	// Debug logs every FUSE request.
+	Debug  bool
+	Logger *slog.Logger
+}
+
+// FS is a mounted store.
+type FS struct {
+	store  *backend.Store
+	log    *slog.Logger
+	server *fuse.Server
+	// rootUID and rootGID own the store root, which has no owner of its own.
+	rootUID, rootGID uint32
+}
+
+// Mount mounts store on dir and returns once the kernel serves it. The
+// caller keeps the store open until Unmount has returned.
+func Mount(store *backend.Store, dir string, opts Options) (*FS, error) {
+	f := &FS{store: store, log: opts.Logger, rootUID: uint32(os.Getuid()), rootGID: uint32(os.Getgid())}
+	if f.log == nil {
+		f.log = discardLogger
+	}
+	rootIno := backend.RootIno
+	if opts.User != "" {
+		u, err := store.User(opts.User)
+		if err != nil {
+			return nil, fmt.Errorf("user %s: %w", opts.User, err)
+		}
+		rootIno = u.Ino
+	}
+	root := &node{fsys: f, ino: rootIno}
+	mopts := f.mountOptions(store, opts)
+	server, err := gofs.Mount(dir, root, mopts)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	f.server = server
+	return f, nil
+}
+
+// Timeouts for the kernel's caches of names and attributes. Every change
+// goes through this mount, and the kernel drops what a change makes stale,
+// so they can be long; a bound remains in case of a bug.
+const (
+	entryTimeout    = 10 * time.Second
+	attrTimeout     = 10 * time.Second
+	negativeTimeout = 10 * time.Second
+)
+
+func (f *FS) mountOptions(store *backend.Store, opts Options) *gofs.Options {
+	et, at, nt := entryTimeout, attrTimeout, negativeTimeout
+	mo := &gofs.Options{
+		EntryTimeout:    &et,
+		AttrTimeout:     &at,
+		NegativeTimeout: &nt,
+		MountOptions: fuse.MountOptions{
+			AllowOther:  opts.AllowOther,
+			FsName:      store.Dir(),
+			Name:        "packdir",
+			Debug:       opts.Debug,
+			DirectMount: os.Geteuid() == 0,
+			MaxWrite:    1 << 20,
+			// Locks are left to the kernel, which keeps fcntl and flock
+			// locks among local processes as on a local filesystem.
+			EnableLocks: false,
+		},
+	}
+	mo.MountOptions.Options = append(mo.MountOptions.Options, "default_permissions")
+	return mo
+}
+
+// Wait blocks until the filesystem is unmounted.
+func (f *FS) Wait() { f.server.Wait() }
+
+// Unmount asks the kernel to unmount, waiting for open files to close.
+func (f *FS) Unmount() error { return f.server.Unmount() }
+
+// Statfs reports the space of the disk under the store, as a local
+// filesystem would.
+func (n *node) Statfs(ctx contextT, out *fuse.StatfsOut) syscall.Errno {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(n.fsys.store.Dir(), &st); err != nil {
+		return gofs.ToErrno(err)
+	}
+	out.FromStatfsT(&st)
+	out.NameLen = backend.MaxNameLen
+	return 0
+}

@@ -1,0 +1,151 @@
+package fs
+
+import (
+	"context"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/packdir/packdir/backend"
+)
+
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	a, err := n.store().Lookup(n.ino, name)
+	if err != nil {
+		return nil, n.errno(err, "lookup", name)
+	}
+	return n.newChild(ctx, a, out), 0
+}
+
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	uid, gid := n.owner(ctx)
+	a, err := n.store().Mkdir(n.ino, name, mode, uid, gid)
+	if err != nil {
+		return nil, n.errno(err, "mkdir", name)
+	}
+	return n.newChild(ctx, a, out), 0
+}
+
+func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	uid, gid := n.owner(ctx)
+	a, err := n.store().Symlink(n.ino, name, target, uid, gid)
+	if err != nil {
+		return nil, n.errno(err, "symlink", name)
+	}
+	return n.newChild(ctx, a, out), 0
+}
+
+func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	return n.errno(n.store().Rmdir(n.ino, name), "rmdir", name)
+}
+
+func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	return n.errno(n.store().Unlink(n.ino, name), "unlink", name)
+}
+
+// Rename moves a name. Into new/ or cur/ it is a Maildir delivery: a
+// spooled file is committed first, and the call returns once the message
+// and its name are durable.
+func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	np, ok := newParent.(*node)
+	if !ok {
+		return syscall.EXDEV
+	}
+	var bflags uint32
+	switch flags {
+	case 0:
+	case unix.RENAME_NOREPLACE:
+		bflags = backend.RenameNoReplace
+	case unix.RENAME_EXCHANGE:
+		bflags = backend.RenameExchange
+	default:
+		return syscall.EINVAL
+	}
+	deliver := np.isMessageDir()
+	if deliver {
+		if errno := n.commitChild(name); errno != 0 {
+			return errno
+		}
+	}
+	if err := n.store().Rename(n.ino, name, np.ino, newName, bflags); err != nil {
+		return n.errno(err, "rename", name)
+	}
+	if deliver {
+		return n.errno(n.store().Sync(), "rename", name)
+	}
+	return 0
+}
+
+// Link gives a file another name. Into new/ or cur/ it is a Maildir
+// delivery, as for Rename.
+func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	t, ok := target.(*node)
+	if !ok {
+		return nil, syscall.EXDEV
+	}
+	deliver := n.isMessageDir()
+	if deliver {
+		if errno := t.commit(); errno != 0 {
+			return nil, errno
+		}
+	}
+	a, err := n.store().Link(t.ino, n.ino, name)
+	if err != nil {
+		return nil, n.errno(err, "link", name)
+	}
+	if deliver {
+		if err := n.store().Sync(); err != nil {
+			return nil, n.errno(err, "link", name)
+		}
+	}
+	return n.newChild(ctx, a, out), 0
+}
+
+// commitChild commits the file called name in this directory, if it is a
+// spooled file.
+func (n *node) commitChild(name string) syscall.Errno {
+	if child := n.GetChild(name); child != nil {
+		if c, ok := child.Operations().(*node); ok {
+			return c.commit()
+		}
+	}
+	a, err := n.store().Lookup(n.ino, name)
+	if err != nil {
+		return n.errno(err, "rename", name)
+	}
+	if a.Mode&backend.ModeType != backend.ModeRegular || a.Sealed {
+		return 0
+	}
+	return n.errno(n.store().Commit(a.Ino), "commit", name)
+}
+
+// commit seals this file unless someone has it open for writing; then it
+// is committed when the last writer closes, and its spool file is made
+// durable now so that the delivery is.
+func (n *node) commit() syscall.Errno {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.IsDir() && n.writers > 0 {
+		return n.errno(n.syncSpool(), "commit", "")
+	}
+	a, err := n.store().Getattr(n.ino)
+	if err != nil {
+		return n.errno(err, "commit", "")
+	}
+	if a.Mode&backend.ModeType != backend.ModeRegular || a.Sealed {
+		return 0
+	}
+	return n.errno(n.store().Commit(n.ino), "commit", "")
+}
+
+// syncSpool fsyncs this file's spool file.
+func (n *node) syncSpool() error {
+	f, err := n.store().OpenSpool(n.ino, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
