@@ -7,8 +7,6 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
-
-	"github.com/packdir/packdir/backend"
 )
 
 // spoolFlags are the open(2) flags passed on to a spool file.
@@ -24,48 +22,65 @@ func writable(flags uint32) bool {
 // inode and all its hard links see the new bytes and other messages that
 // share the payload keep theirs.
 func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if writable(flags) {
+		return n.openWritable(flags)
+	}
 	a, err := n.store().Getattr(n.ino)
 	if err != nil {
 		return nil, 0, n.errno(err, "open", "")
 	}
-	if a.Sealed && !writable(flags) {
-		m, err := n.store().OpenMessage(n.ino)
-		if err != nil {
-			return nil, 0, n.errno(err, "open", "")
-		}
-		return &messageFile{m: m}, fuse.FOPEN_KEEP_CACHE, 0
+	if !a.Sealed {
+		sf, errno := n.openSpool(flags)
+		return sf, 0, errno
 	}
-	if a.Sealed {
-		if err := n.store().Spool(n.ino, flags&syscall.O_TRUNC != 0); err != nil {
-			return nil, 0, n.errno(err, "open", "")
-		}
+	m, err := n.store().OpenMessage(n.ino)
+	if err != nil {
+		return nil, 0, n.errno(err, "open", "")
 	}
-	sf, errno := n.openSpool(flags)
+	return &messageFile{m: m}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// openWritable opens a file for writing, copying a sealed message to the
+// spool first. It counts the writer before it looks at the file, under the
+// lock that commit holds, so that a file is never committed, and its spool
+// file dropped, under a writer that is just opening it.
+func (n *node) openWritable(flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.writers++
+	sf, errno := n.openWritableLocked(flags)
 	if errno != 0 {
+		n.writers--
 		return nil, 0, errno
-	}
-	if flags&syscall.O_TRUNC != 0 && !a.Sealed {
-		if err := sf.f.Truncate(0); err != nil {
-			sf.Release(ctx)
-			return nil, 0, gofs.ToErrno(err)
-		}
 	}
 	return sf, 0, 0
 }
 
-// openSpool opens this file's spool file for a new handle.
+func (n *node) openWritableLocked(flags uint32) (*spoolFile, syscall.Errno) {
+	trunc := flags&syscall.O_TRUNC != 0
+	if err := n.store().Spool(n.ino, trunc); err != nil {
+		return nil, n.errno(err, "open", "")
+	}
+	f, err := n.store().OpenSpool(n.ino, int(flags)&spoolFlags)
+	if err != nil {
+		return nil, n.errno(err, "open", "")
+	}
+	if trunc {
+		if err := f.Truncate(0); err != nil {
+			f.Close()
+			return nil, n.errno(err, "open", "")
+		}
+	}
+	return &spoolFile{n: n, f: f, writer: true}, 0
+}
+
+// openSpool opens this file's spool file for reading.
 func (n *node) openSpool(flags uint32) (*spoolFile, syscall.Errno) {
 	f, err := n.store().OpenSpool(n.ino, int(flags)&spoolFlags)
 	if err != nil {
 		return nil, n.errno(err, "open", "")
 	}
-	sf := &spoolFile{n: n, f: f, writer: flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0}
-	if sf.writer {
-		n.mu.Lock()
-		n.writers++
-		n.mu.Unlock()
-	}
-	return sf, 0
+	return &spoolFile{n: n, f: f}, 0
 }
 
 // Create makes a new spooled file and opens it (open with O_CREAT; with
@@ -77,12 +92,9 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		return nil, nil, 0, n.errno(err, "create", name)
 	}
 	child := n.newChild(ctx, a, out)
-	sf, errno := child.Operations().(*node).openSpool(flags)
+	fh, _, errno := child.Operations().(*node).openWritable(flags)
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
-	return child, sf, 0, 0
+	return child, fh, 0, 0
 }
-
-// isRegular reports whether attributes a are those of a regular file.
-func isRegular(a backend.Attr) bool { return a.Mode&backend.ModeType == backend.ModeRegular }
