@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/packdir/packdir/backend/record"
 )
 
@@ -134,6 +136,33 @@ func (s *Store) openActive(n uint32, size int64, records uint64) error {
 	s.files.mu.Unlock()
 	s.active = &container{num: n, f: f, size: size, records: records}
 	return nil
+}
+
+// updateLocked runs fn in an index transaction. If the transaction fails
+// after fn appended records, the records are cut off again, so that an op
+// that returned an error cannot reappear when the journal is replayed.
+func (s *Store) updateLocked(fn func(x ix) error) error {
+	if s.closed {
+		return ErrClosed
+	}
+	mark := *s.active
+	err := s.db.Update(func(tx *bolt.Tx) error { return fn(ix{tx}) })
+	if err == nil || s.active.size == mark.size && s.active.num == mark.num {
+		return err
+	}
+	if s.active.num != mark.num {
+		// A container was sealed and another started inside the failed
+		// transaction; replay will apply what the journal holds.
+		s.log.Error("index update failed after sealing a container", "container", mark.num, "err", err)
+		return err
+	}
+	if terr := s.active.f.Truncate(mark.size); terr != nil {
+		s.log.Error("cannot cut back the journal after a failed index update", "container", mark.num, "offset", mark.size, "err", terr)
+		return err
+	}
+	s.seq -= s.active.records - mark.records
+	*s.active = mark
+	return err
 }
 
 // appendLocked appends one record to the active container and records in

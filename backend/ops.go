@@ -82,13 +82,9 @@ func (s *Store) mutate(build func(x ix) (*record.Op, error)) (*record.Op, error)
 }
 
 func (s *Store) mutateLocked(build func(x ix) (*record.Op, error)) (*record.Op, uint64, error) {
-	if s.closed {
-		return nil, 0, ErrClosed
-	}
 	var op *record.Op
 	var fx effects
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		x := ix{tx}
+	err := s.updateLocked(func(x ix) error {
 		var err error
 		if op, err = build(x); err != nil {
 			return err
@@ -373,9 +369,6 @@ func (s *Store) Commit(ino uint64) error {
 }
 
 func (s *Store) commitLocked(ino uint64) (uint64, error) {
-	if s.closed {
-		return 0, ErrClosed
-	}
 	if !s.isSpooled(ino) {
 		return s.seq, nil
 	}
@@ -385,8 +378,7 @@ func (s *Store) commitLocked(ino uint64) (uint64, error) {
 	}
 	body, sum := record.PayloadBody(data)
 	var fx effects
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		x := ix{tx}
+	err = s.updateLocked(func(x ix) error {
 		if err := s.storePayloadLocked(x, sum, body, len(data)); err != nil {
 			return err
 		}
@@ -454,8 +446,8 @@ func (s *Store) Spool(ino uint64, truncate bool) error {
 		return err
 	}
 	var fx effects
-	return s.db.Update(func(tx *bolt.Tx) error {
-		return s.applyLocked(ix{tx}, &record.Op{Code: record.OpSpool, Ino: ino}, &fx)
+	return s.updateLocked(func(x ix) error {
+		return s.applyLocked(x, &record.Op{Code: record.OpSpool, Ino: ino}, &fx)
 	})
 }
 

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/packdir/packdir/backend/record"
 )
 
 // deliver creates name in dir with data, commits it, and returns its inode.
@@ -177,5 +180,37 @@ func TestConcurrentCommitsShareSync(t *testing.T) {
 	wg.Wait()
 	if st, _ := s.Stats(); st.Messages != 400 {
 		t.Fatalf("messages = %d, want 400", st.Messages)
+	}
+}
+
+// TestFailedUpdateLeavesNoRecord: when the index transaction fails after
+// an op was journaled, the record is cut off, so the op that returned an
+// error does not come back on replay.
+func TestFailedUpdateLeavesNoRecord(t *testing.T) {
+	s := TestStore(t, Config{})
+	u, _ := s.AddUser("frank", 1, 1)
+	s.mu.Lock()
+	before, seq := s.active.size, s.seq
+	failed := errors.New("index write failed")
+	err := s.updateLocked(func(x ix) error {
+		op := &record.Op{Code: record.OpCreate, Parent: u.Ino, Name: "ghost", Ino: nextIno(x), Mode: ModeDir | 0o700}
+		if err := s.applyLocked(x, op, &effects{}); err != nil {
+			return err
+		}
+		return failed
+	})
+	after, seqAfter := s.active.size, s.seq
+	s.mu.Unlock()
+	if !errors.Is(err, failed) || after != before || seqAfter != seq {
+		t.Fatalf("err %v, size %d -> %d, seq %d -> %d", err, before, after, seq, seqAfter)
+	}
+	dir := s.Dir()
+	must(t, s.Close())
+	must(t, os.Remove(filepath.Join(dir, "index.db")))
+	s2, err := Open(dir, TestOptions())
+	must(t, err)
+	defer s2.Close()
+	if _, err := s2.Lookup(u.Ino, "ghost"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("failed op reappeared after rebuild: %v", err)
 	}
 }
