@@ -145,9 +145,6 @@ type payloadLoc struct {
 	Refs      uint32
 }
 
-// dataOffset is where the message bytes start inside the container.
-func (p payloadLoc) dataOffset() int64 { return p.Offset + recordHeaderSize + 32 }
-
 func encodePayload(p payloadLoc) []byte {
 	b := binary.LittleEndian.AppendUint32(make([]byte, 0, 24), p.Container)
 	b = binary.LittleEndian.AppendUint64(b, uint64(p.Offset))

@@ -160,6 +160,9 @@ func (n *inode) attr(ino uint64) Attr {
 // Lookup returns the attributes of name in directory parent.
 func (s *Store) Lookup(parent uint64, name string) (Attr, error) {
 	var a Attr
+	if len(name) > MaxNameLen {
+		return a, ErrNameTooLong // as on ext4: no such name can exist
+	}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		x := ix{tx}
 		d, ok, err := x.dirent(parent, name)

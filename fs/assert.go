@@ -20,6 +20,7 @@ var (
 	_ = (gofs.NodeOpener)((*node)(nil))
 	_ = (gofs.NodeFsyncer)((*node)(nil))
 	_ = (gofs.NodeStatfser)((*node)(nil))
+	_ = (gofs.NodeSetxattrer)((*node)(nil))
 
 	_ = (gofs.FileReaddirenter)((*dirHandle)(nil))
 	_ = (gofs.FileSeekdirer)((*dirHandle)(nil))

@@ -91,8 +91,12 @@ func (sf *spoolFile) Release(ctx context.Context) syscall.Errno {
 	n.mu.Lock()
 	n.writers--
 	last := n.writers == 0
+	delivered := last && n.commitOnClose
+	if last {
+		n.commitOnClose = false
+	}
 	n.mu.Unlock()
-	if last && n.inMessageDir() {
+	if last && (delivered || n.inMessageDir()) {
 		return n.commit()
 	}
 	return 0

@@ -24,6 +24,11 @@ type node struct {
 	mu      sync.Mutex
 	writers int          // open handles with write access
 	last    backend.Attr // last attributes seen, for fstat of an unlinked file
+	// commitOnClose is set when the file is delivered (renamed or linked
+	// into new/ or cur/) while it has writers: the last one to close
+	// commits it. go-fuse learns the new parent only after Rename or Link
+	// returns, so a release in between cannot tell from the parent.
+	commitOnClose bool
 }
 
 func (n *node) store() *backend.Store { return n.fsys.store }
@@ -180,4 +185,11 @@ func (n *node) owner(ctx context.Context) (uint32, uint32) {
 		return 0, 0
 	}
 	return a.UID, a.GID
+}
+
+// Setxattr fails as on a filesystem without extended attributes: the
+// store keeps none, and EOPNOTSUPP is what cp -a, rsync -X and tar
+// --xattrs take as "not supported here" (go-fuse's default is ENODATA).
+func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	return syscall.EOPNOTSUPP
 }

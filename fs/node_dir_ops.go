@@ -128,6 +128,7 @@ func (n *node) commit() syscall.Errno {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if !n.IsDir() && n.writers > 0 {
+		n.commitOnClose = true
 		return n.errno(n.syncSpool(), "commit", "")
 	}
 	a, err := n.store().Getattr(n.ino)

@@ -92,7 +92,9 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		return nil, nil, 0, n.errno(err, "create", name)
 	}
 	child := n.newChild(ctx, a, out)
-	fh, _, errno := child.Operations().(*node).openWritable(flags)
+	// The file is new and empty: O_TRUNC would only move its mtime past
+	// the one just reported to the kernel, which caches it.
+	fh, _, errno := child.Operations().(*node).openWritable(flags &^ syscall.O_TRUNC)
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
