@@ -1,0 +1,194 @@
+package fs
+
+import (
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// mkMaildir makes folder dir with tmp/, new/ and cur/, as an MUA does.
+func mkMaildir(t testing.TB, dir string) {
+	t.Helper()
+	must(t, os.Mkdir(dir, 0o700))
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		must(t, os.Mkdir(filepath.Join(dir, sub), 0o700))
+	}
+	writeFile(t, filepath.Join(dir, "maildirfolder"), nil)
+}
+
+// TestFolders: folders are made, filled, renamed whole and removed as on
+// a local filesystem. Contract: "mkdir / rename / rmdir of folders and
+// any other directory".
+func TestFolders(t *testing.T) {
+	t.Parallel()
+	mnt, _ := mountT(t)
+	golang := filepath.Join(mnt, ".Lists.golang")
+	mkMaildir(t, golang)
+	body := message("golang-nuts", 2000)
+	msg := deliver(t, golang, "cur", "1700000000.M1P1.host:2,S", body)
+	ino := lstat(t, msg).Ino
+	if st := lstat(t, golang); st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Mode&0o777 != 0o700 {
+		t.Errorf("folder mode %o, want a directory with 0700", st.Mode)
+	}
+
+	// Rename the whole folder, messages and all.
+	gonuts := filepath.Join(mnt, ".Lists.go-nuts")
+	must(t, os.Rename(golang, gonuts))
+	if _, err := os.Lstat(golang); !os.IsNotExist(err) {
+		t.Errorf("old folder name still there: %v", err)
+	}
+	moved := filepath.Join(gonuts, "cur", "1700000000.M1P1.host:2,S")
+	checkContent(t, moved, body)
+	if st := lstat(t, moved); st.Ino != ino {
+		t.Errorf("message inode %d after folder rename, want %d", st.Ino, ino)
+	}
+
+	// Nest it, as Maildir++ does not but other layouts do, and back.
+	must(t, os.Mkdir(filepath.Join(mnt, "archive"), 0o700))
+	nested := filepath.Join(mnt, "archive", "2023")
+	must(t, os.Rename(gonuts, nested))
+	checkContent(t, filepath.Join(nested, "cur", "1700000000.M1P1.host:2,S"), body)
+	must(t, os.Rename(nested, gonuts))
+
+	wantErrno(t, "rmdir non-empty folder", os.Remove(gonuts), syscall.ENOTEMPTY)
+	wantErrno(t, "rmdir non-empty cur", syscall.Rmdir(filepath.Join(gonuts, "cur")), syscall.ENOTEMPTY)
+	wantErrno(t, "rename folder into its own cur", os.Rename(gonuts, filepath.Join(gonuts, "cur", "x")), syscall.EINVAL)
+	wantErrno(t, "rename folder into itself", os.Rename(gonuts, filepath.Join(gonuts, "self")), syscall.EINVAL)
+	// Replacing a non-empty directory fails; an empty one is replaced.
+	// (os.Rename refuses any directory target, so rename(2) directly.)
+	must(t, os.Mkdir(filepath.Join(mnt, "empty"), 0o700))
+	wantErrno(t, "rename onto non-empty dir", unix.Rename(filepath.Join(mnt, "empty"), gonuts), syscall.ENOTEMPTY)
+	must(t, unix.Rename(filepath.Join(mnt, "archive"), filepath.Join(mnt, "empty")))
+	if _, err := os.Lstat(filepath.Join(mnt, "archive")); !os.IsNotExist(err) {
+		t.Errorf("archive still there after rename over empty: %v", err)
+	}
+
+	// Delete the folder as an MUA does: contents first.
+	for _, p := range []string{moved, filepath.Join(gonuts, "maildirfolder")} {
+		must(t, os.Remove(p))
+	}
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		must(t, syscall.Rmdir(filepath.Join(gonuts, sub)))
+	}
+	must(t, syscall.Rmdir(gonuts))
+	must(t, syscall.Rmdir(filepath.Join(mnt, "empty")))
+	want := []string{".Draft", ".Outbox", ".Trash", "cur", "new", "tmp"}
+	if got := names(t, mnt); !equalStrings(got, want) {
+		t.Errorf("root holds %q, want %q", got, want)
+	}
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestDirNlink: a directory's st_nlink is 2 plus its subdirectories, as
+// notmuch assumes. Contract: "directory st_nlink".
+func TestDirNlink(t *testing.T) {
+	t.Parallel()
+	mnt, _ := mountT(t)
+	nlink := func(p string) uint64 { return uint64(lstat(t, p).Nlink) }
+	lists := filepath.Join(mnt, ".Lists.golang")
+	steps := []struct {
+		what     string
+		do       func()
+		root, in uint64 // want st_nlink of mnt and of lists (0: absent)
+	}{
+		{"fresh", func() {}, 2 + 3 + 3, 0},
+		{"mkdir folder", func() { must(t, os.Mkdir(lists, 0o700)) }, 9, 2},
+		{"mkdir tmp new cur", func() {
+			for _, sub := range []string{"tmp", "new", "cur"} {
+				must(t, os.Mkdir(filepath.Join(lists, sub), 0o700))
+			}
+		}, 9, 5},
+		{"a file is no subdirectory", func() { writeFile(t, filepath.Join(lists, "maildirfolder"), nil) }, 9, 5},
+		{"move a folder in", func() { must(t, os.Rename(filepath.Join(mnt, ".Draft"), filepath.Join(lists, ".Draft"))) }, 8, 6},
+		{"move it out", func() { must(t, os.Rename(filepath.Join(lists, ".Draft"), filepath.Join(mnt, ".Draft"))) }, 9, 5},
+		{"rename in place", func() { must(t, os.Rename(filepath.Join(lists, "tmp"), filepath.Join(lists, "tmp2"))) }, 9, 5},
+		{"rmdir", func() { must(t, syscall.Rmdir(filepath.Join(lists, "tmp2"))) }, 9, 4},
+		{"rmdir the rest", func() {
+			must(t, os.Remove(filepath.Join(lists, "maildirfolder")))
+			must(t, syscall.Rmdir(filepath.Join(lists, "new")))
+			must(t, syscall.Rmdir(filepath.Join(lists, "cur")))
+			must(t, syscall.Rmdir(lists))
+		}, 8, 0},
+	}
+	for _, s := range steps {
+		s.do()
+		if got := nlink(mnt); got != s.root {
+			t.Errorf("%s: root st_nlink %d, want %d", s.what, got, s.root)
+		}
+		if s.in != 0 {
+			if got := nlink(lists); got != s.in {
+				t.Errorf("%s: folder st_nlink %d, want %d", s.what, got, s.in)
+			}
+		}
+	}
+	for _, d := range []string{"cur", "new", "tmp", ".Trash", ".Trash/cur"} {
+		p := filepath.Join(mnt, d)
+		want := uint64(2)
+		if d == ".Trash" {
+			want = 5
+		}
+		if got := nlink(p); got != want {
+			t.Errorf("%s: st_nlink %d, want %d", d, got, want)
+		}
+	}
+}
+
+// TestDirMtime: every change inside a directory moves its mtime forward,
+// with nanoseconds, which mutt and Dovecot poll. Contract: "directory
+// st_mtime".
+func TestDirMtime(t *testing.T) {
+	t.Parallel()
+	mnt, _ := mountT(t)
+	cur, tmp, trash := filepath.Join(mnt, "cur"), filepath.Join(mnt, "tmp"), filepath.Join(mnt, ".Trash", "cur")
+	mtime := func(p string) int64 { st := lstat(t, p); return st.Mtim.Nano() }
+	steps := []struct {
+		what    string
+		changed []string // directories whose mtime must move
+		do      func()
+	}{
+		{"create in tmp", []string{tmp}, func() { writeFile(t, filepath.Join(tmp, "a"), []byte("a")) }},
+		{"rename tmp -> cur", []string{tmp, cur}, func() { must(t, os.Rename(filepath.Join(tmp, "a"), filepath.Join(cur, "a"))) }},
+		{"flag rename in cur", []string{cur}, func() { must(t, os.Rename(filepath.Join(cur, "a"), filepath.Join(cur, "a:2,S"))) }},
+		{"link in cur", []string{cur}, func() { must(t, os.Link(filepath.Join(cur, "a:2,S"), filepath.Join(cur, "b:2,S"))) }},
+		{"move out to Trash", []string{cur, trash}, func() { must(t, os.Rename(filepath.Join(cur, "b:2,S"), filepath.Join(trash, "b:2,S"))) }},
+		{"unlink in cur", []string{cur}, func() { must(t, os.Remove(filepath.Join(cur, "a:2,S"))) }},
+		{"unlink in Trash", []string{trash}, func() { must(t, os.Remove(filepath.Join(trash, "b:2,S"))) }},
+		{"mkdir in root", []string{mnt}, func() { must(t, os.Mkdir(filepath.Join(mnt, ".X"), 0o700)) }},
+		{"rmdir in root", []string{mnt}, func() { must(t, syscall.Rmdir(filepath.Join(mnt, ".X"))) }},
+		{"side file in root", []string{mnt}, func() { writeFile(t, filepath.Join(mnt, "dovecot-uidlist"), []byte("3 V1 N1\n")) }},
+	}
+	subsecond := false
+	for _, s := range steps {
+		before := map[string]int64{}
+		for _, d := range s.changed {
+			before[d] = mtime(d)
+		}
+		s.do()
+		for _, d := range s.changed {
+			after := mtime(d)
+			if after <= before[d] {
+				t.Errorf("%s: mtime of %s went from %d to %d, want later", s.what, d, before[d], after)
+			}
+			if after%1000 != 0 {
+				subsecond = true
+			}
+		}
+	}
+	if !subsecond {
+		t.Errorf("no directory mtime had nanoseconds below the microsecond")
+	}
+}
