@@ -69,9 +69,13 @@ func parseSize(flag, v string) (int64, error) {
 func userCommand() *cli.Command {
 	storeFlag := &cli.StringFlag{Name: "store", EnvVars: []string{"PACKDIR_STORE"}, Usage: "the store (or give it after NAME)"}
 	return &cli.Command{
-		Name:         "user",
-		Usage:        "add and list users",
+		Name:  "user",
+		Usage: "add and list users",
+		Description: "Examples:\n" +
+			"   packdir user add --uid 1001 --gid 1001 alice /srv/mail/store\n" +
+			"   packdir user list /srv/mail/store",
 		OnUsageError: onUsageError,
+		Action:       unknownCommand,
 		Subcommands: []*cli.Command{{
 			Name:      "add",
 			Usage:     "add a user with an empty Maildir++ tree (INBOX, .Draft, .Outbox, .Trash)",

@@ -57,6 +57,7 @@ func newApp() *cli.App {
 			"   packdir stats --json /var/lib/packdir",
 		HideHelpCommand: true,
 		OnUsageError:    onUsageError,
+		Action:          unknownCommand,
 		Commands: []*cli.Command{
 			mountCommand(), initCommand(), userCommand(), fsckCommand(), statsCommand(),
 		},
@@ -65,6 +66,16 @@ func newApp() *cli.App {
 
 func onUsageError(c *cli.Context, err error, _ bool) error {
 	return usagef("%v (see 'packdir %s --help')", err, c.Command.FullName())
+}
+
+// unknownCommand runs when no subcommand matched: a bare command shows its
+// help, anything else is a usage error (urfave/cli would print "No help
+// topic" and exit 3).
+func unknownCommand(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return cli.ShowSubcommandHelp(c)
+	}
+	return usagef("no command %q (see '%s --help')", c.Args().First(), c.Command.HelpName)
 }
 
 // args checks that c has exactly the positional arguments named.
