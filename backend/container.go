@@ -147,6 +147,9 @@ func (s *Store) updateLocked(fn func(x ix) error) error {
 	}
 	mark := *s.active
 	err := s.db.Update(func(tx *bolt.Tx) error { return fn(ix{tx}) })
+	if err == nil {
+		failpoint(fpIndexBeforeSync)
+	}
 	if err == nil || s.active.size == mark.size && s.active.num == mark.num {
 		return err
 	}
@@ -189,6 +192,7 @@ func (s *Store) writeLocked(x ix, typ record.Type, body []byte) (int64, error) {
 		}
 		return 0, fmt.Errorf("backend: container %d offset %d: append: %w", a.num, off, err)
 	}
+	failpoint(fpAppendBeforeIndex)
 	if cap(s.buf) > 1<<20 {
 		s.buf = nil // do not pin a large payload's buffer
 	}
@@ -229,9 +233,11 @@ func (s *Store) sealLocked(x ix) error {
 	if _, err := s.writeLocked(x, record.TypeSeal, record.SealBody(a.records+1, s.seq+1)); err != nil {
 		return err
 	}
+	failpoint(fpSealBeforeSync)
 	if err := a.f.Sync(); err != nil {
 		return fmt.Errorf("backend: seal container %d: %w", a.num, err)
 	}
+	failpoint(fpSealBeforeNext)
 	s.sync.markDurable(s.seq)
 	c, err := x.container(a.num)
 	if err != nil {
@@ -245,6 +251,7 @@ func (s *Store) sealLocked(x ix) error {
 	if err != nil {
 		return err
 	}
+	failpoint(fpSealBeforeIndex)
 	s.active = next
 	if err := x.putContainer(next.num, containerInfo{Written: uint64(next.size)}); err != nil {
 		return err

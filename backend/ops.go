@@ -385,6 +385,7 @@ func (s *Store) commitLocked(ino uint64) (uint64, error) {
 		if err := s.storePayloadLocked(x, sum, body, len(data)); err != nil {
 			return err
 		}
+		failpoint(fpCommitBeforeOp)
 		op := &record.Op{Code: record.OpCommit, Ino: ino, Hash: sum, Size: uint64(len(data)), Mtime: mtime}
 		return s.applyLocked(x, op, &fx)
 	})
@@ -448,6 +449,7 @@ func (s *Store) Spool(ino uint64, truncate bool) error {
 	if err := s.copyPayloadToSpool(ino, m, truncate); err != nil {
 		return err
 	}
+	failpoint(fpCowBeforeOp)
 	var fx effects
 	return s.updateLocked(func(x ix) error {
 		return s.applyLocked(x, &record.Op{Code: record.OpSpool, Ino: ino}, &fx)

@@ -111,6 +111,7 @@ func (s *Store) replayContainer(n uint32, start int64, isLast bool) (replayed, e
 		if err != nil {
 			return r, err
 		}
+		failpoint(fpReplayBatch)
 		if batchDone {
 			break
 		}

@@ -172,6 +172,9 @@ func readConfig(dir string) (Config, error) {
 
 // Open opens the store in dir, recovering from a crash if it was not closed.
 func Open(dir string, opts Options) (*Store, error) {
+	if err := CheckFailpoints(); err != nil {
+		return nil, err
+	}
 	cfg, err := readConfig(dir)
 	if err != nil {
 		return nil, err

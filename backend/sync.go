@@ -92,6 +92,7 @@ func (y *syncer) run(s *Store) {
 		seq, f := s.seq, s.active.f
 		s.mu.Unlock()
 		err := fdatasync(f)
+		failpoint(fpSyncBeforeAck)
 
 		y.mu.Lock()
 		if err != nil {
@@ -169,6 +170,7 @@ func (s *Store) removeDroppedSpool(durable uint64) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	failpoint(fpSpoolBeforeRemove)
 	for _, d := range due {
 		if s.isSpooled(d.ino) {
 			continue
@@ -176,6 +178,7 @@ func (s *Store) removeDroppedSpool(durable uint64) {
 		if err := os.Remove(s.spoolPath(d.ino)); err != nil && !os.IsNotExist(err) {
 			s.log.Warn("cannot remove spool file", "ino", d.ino, "err", err)
 		}
+		failpoint(fpSpoolAfterRemove)
 	}
 }
 
