@@ -1,0 +1,196 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// target is one Maildir++ tree the workload runs on: a native directory or
+// a packdir mount, both on the disk under the work directory.
+type target struct {
+	name string
+	root string // the Maildir++ root the workload sees
+	// data is what holds the target's bytes on disk, for the space phase.
+	data string
+
+	// packdir only
+	bin, store string
+	args       []string
+	logPath    string
+	cmd        *exec.Cmd
+	exited     chan error
+}
+
+// nativeFolders are the folders a new packdir user has, besides INBOX:
+// the native tree starts the same, so that both hold the same files.
+var nativeFolders = []string{".Draft", ".Outbox", ".Trash"}
+
+func newNative(work string) (*target, error) {
+	t := &target{name: "native", root: filepath.Join(work, "native")}
+	t.data = t.root
+	for _, folder := range append([]string{""}, nativeFolders...) {
+		for _, d := range []string{"tmp", "new", "cur"} {
+			if err := os.MkdirAll(filepath.Join(t.root, folder, d), 0o700); err != nil {
+				return nil, err
+			}
+		}
+		if folder != "" {
+			if err := os.WriteFile(filepath.Join(t.root, folder, "maildirfolder"), nil, 0o600); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return t, nil
+}
+
+func newPackdir(work, bin string, extra []string) (*target, error) {
+	t := &target{name: "packdir", root: filepath.Join(work, "mnt"), bin: bin,
+		store: filepath.Join(work, "store"), logPath: filepath.Join(work, "packdir.log")}
+	t.data = t.store
+	t.args = append([]string{"mount", "--user", "bench"}, extra...)
+	if err := os.MkdirAll(t.root, 0o700); err != nil {
+		return nil, err
+	}
+	return t, t.mount()
+}
+
+// mount starts `packdir mount` and waits until the kernel serves it.
+func (t *target) mount() error {
+	logf, err := os.OpenFile(t.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	t.cmd = exec.Command(t.bin, append(t.args, t.store, t.root)...)
+	t.cmd.Stdout, t.cmd.Stderr = logf, logf
+	// Own process group, so that Ctrl-C reaches the daemon only through
+	// our cleanup; Pdeathsig unmounts it if the benchmark dies.
+	t.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := t.cmd.Start(); err != nil {
+		return fmt.Errorf("start packdir: %w", err)
+	}
+	t.exited = make(chan error, 1)
+	go func(c *exec.Cmd, ch chan error) { ch <- c.Wait() }(t.cmd, t.exited)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-t.exited:
+			t.cmd = nil
+			return fmt.Errorf("packdir mount exited before mounting (%v); see %s", err, t.logPath)
+		default:
+		}
+		if ok, err := isFuseMount(t.root); err != nil || ok {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.kill()
+	return fmt.Errorf("packdir did not mount %s within 30s; see %s", t.root, t.logPath)
+}
+
+// unmount stops the daemon as a user would (SIGTERM: flush, unmount).
+func (t *target) unmount() error {
+	if t.cmd == nil {
+		return nil
+	}
+	t.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-t.exited:
+		t.cmd = nil
+		if err != nil {
+			return fmt.Errorf("packdir mount exited with %v; see %s", err, t.logPath)
+		}
+		return nil
+	case <-time.After(30 * time.Second):
+		t.kill()
+		return fmt.Errorf("packdir did not exit within 30s of SIGTERM; killed it")
+	}
+}
+
+// kill ends the daemon by its PID and detaches the mount if it is left.
+func (t *target) kill() {
+	if t.cmd != nil {
+		t.cmd.Process.Kill()
+		<-t.exited
+		t.cmd = nil
+	}
+	if ok, _ := isFuseMount(t.root); ok {
+		syscall.Unmount(t.root, syscall.MNT_DETACH)
+	}
+}
+
+// pid is the daemon's process id, 0 for the native target.
+func (t *target) pid() int {
+	if t.cmd == nil {
+		return 0
+	}
+	return t.cmd.Process.Pid
+}
+
+// dropCaches empties the kernel's page, dentry and inode caches, and for
+// packdir remounts, so that nothing of the tree is cached anywhere.
+func (t *target) dropCaches() error {
+	if t.cmd != nil {
+		if err := t.unmount(); err != nil {
+			return err
+		}
+	}
+	syscall.Sync()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0); err != nil {
+		return fmt.Errorf("drop caches (cold phases need root): %w", err)
+	}
+	if t.bin != "" {
+		return t.mount()
+	}
+	return nil
+}
+
+// rssBytes is the daemon's resident set size.
+func (t *target) rssBytes() (int64, error) {
+	if t.cmd == nil {
+		return 0, errors.New("no daemon")
+	}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", t.pid()))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmRSS in /proc status")
+}
+
+// isFuseMount reports whether dir is a FUSE mount point.
+func isFuseMount(dir string) (bool, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 || fields[4] != dir {
+			continue
+		}
+		for i, f := range fields {
+			if f == "-" && i+1 < len(fields) && strings.HasPrefix(fields[i+1], "fuse") {
+				return true, nil
+			}
+		}
+	}
+	return false, sc.Err()
+}
