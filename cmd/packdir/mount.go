@@ -31,7 +31,7 @@ func mountCommand() *cli.Command {
 			"   packdir mount --user alice /srv/mail/store /home/alice/Maildir\n" +
 			"   packdir mount --durability full /srv/mail/store /srv/mail/users",
 		OnUsageError: onUsageError,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "user", Usage: "mount this user's Maildir++ tree as the root"},
 			&cli.UintFlag{Name: "uid", Value: uint(os.Getuid()), Usage: "owner of a user created by this mount"},
 			&cli.UintFlag{Name: "gid", Value: uint(os.Getgid()), Usage: "group of a user created by this mount"},
@@ -40,7 +40,7 @@ func mountCommand() *cli.Command {
 			&cli.StringFlag{Name: "durability", Value: "normal",
 				Usage: "normal: deliveries durable on return, other changes within 1s; full: every change durable on return"},
 			&cli.BoolFlag{Name: "debug", Usage: "log every FUSE request"},
-		},
+		}, profileFlags()...),
 		Action: runMount,
 	}
 }
@@ -69,6 +69,11 @@ func runMount(c *cli.Context) error {
 		}
 	}
 	log := logger()
+	stopProfiling, err := startProfiling(c, log)
+	if err != nil {
+		return err
+	}
+	defer stopProfiling()
 	f, err := fs.Mount(s, mnt, fs.Options{User: c.String("user"), AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug"), Logger: log})
 	if err != nil {
 		return err
