@@ -193,11 +193,13 @@ func (s *Store) writeLocked(x ix, typ record.Type, body []byte) (int64, error) {
 		return 0, fmt.Errorf("backend: container %d offset %d: append: %w", a.num, off, err)
 	}
 	failpoint(fpAppendBeforeIndex)
+	s.seq++
+	a.size += int64(len(s.buf))
+	// Only after its length is counted: dropping the buffer first left the
+	// size behind, so the next record overwrote a payload over 1 MiB.
 	if cap(s.buf) > 1<<20 {
 		s.buf = nil // do not pin a large payload's buffer
 	}
-	s.seq++
-	a.size += int64(len(s.buf))
 	a.records++
 	c, err := x.container(a.num)
 	if err != nil {

@@ -214,3 +214,24 @@ func TestFailedUpdateLeavesNoRecord(t *testing.T) {
 		t.Fatalf("failed op reappeared after rebuild: %v", err)
 	}
 }
+
+// TestLargePayloadsKeepTheirPlace commits messages over 1 MiB between
+// small ones: each must stay readable where the index says it is, after a
+// reopen too (the append buffer of a large record was dropped before its
+// length was counted, and the next record overwrote it).
+func TestLargePayloadsKeepTheirPlace(t *testing.T) {
+	s := TestStore(t, Config{})
+	u, _ := s.AddUser("bob", 1, 1)
+	var inos []uint64
+	var msgs [][]byte
+	for i, size := range []int{5000, 1 << 20, 1<<20 + 100, 2 << 20, 4000} {
+		msg := bytes.Repeat([]byte{byte('a' + i)}, size)
+		inos = append(inos, deliver(t, s, u.Ino, string(rune('a'+i)), msg))
+		msgs = append(msgs, msg)
+	}
+	for i, ino := range inos {
+		if got := readMessage(t, s, ino); !bytes.Equal(got, msgs[i]) {
+			t.Errorf("message %d of %d bytes: read back %d different bytes", i, len(msgs[i]), len(got))
+		}
+	}
+}
