@@ -45,30 +45,36 @@ func newCorpusGen(seed uint64) *corpusGen {
 	return &corpusGen{seed: seed, pool: b.String()}
 }
 
-// size returns the size of message i.
-func (g *corpusGen) size(r *rand.Rand) int {
-	switch p := r.Float64(); {
-	case p < 0.01:
+// size returns the size of message i. The bands go by i, so that every
+// run of 100 messages has exactly its share of each (and even --quick a
+// message over 1 MiB); the size within a band is random.
+func (g *corpusGen) size(i int, r *rand.Rand) int {
+	switch {
+	case i%100 == 37:
 		return 512<<10 + r.IntN(1536<<10)
-	case p < 0.11:
+	case i%10 == 3:
 		return 20<<10 + r.IntN(80<<10)
 	default:
-		// Log-normal around 4 KB, kept below the 20 KB band.
-		return int(min(max(4096*math.Exp(0.5*r.NormFloat64()), 600), 19<<10))
+		return smallSize(r)
 	}
+}
+
+// smallSize is log-normal around 4 KB, kept below the 20 KB band.
+func smallSize(r *rand.Rand) int {
+	return int(min(max(4096*math.Exp(0.5*r.NormFloat64()), 600), 19<<10))
 }
 
 // message returns message i: its Maildir base name and its bytes.
 func (g *corpusGen) message(i int) (string, []byte) {
 	r := rand.New(rand.NewPCG(g.seed+uint64(i)*0x100000001b3, uint64(i)))
-	return g.messageOf(i, r, g.size(r))
+	return g.messageOf(i, r, g.size(i, r))
 }
 
 // smallMessage is message i drawn from the common sizes only (median
 // 4 KB), for the scale phase, whose million messages must fit on a disk.
 func (g *corpusGen) smallMessage(i int) (string, []byte) {
 	r := rand.New(rand.NewPCG(g.seed+uint64(i)*0x100000001b3, uint64(i)))
-	return g.messageOf(i, r, int(min(max(4096*math.Exp(0.5*r.NormFloat64()), 600), 19<<10)))
+	return g.messageOf(i, r, smallSize(r))
 }
 
 func (g *corpusGen) messageOf(i int, r *rand.Rand, size int) (string, []byte) {
