@@ -1,6 +1,8 @@
 package backend
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 
@@ -190,6 +192,13 @@ func (s *Store) cutTail(f *os.File, n uint32, sc *record.Scanner, isLast, sealed
 	if !isLast || sealed {
 		return &CorruptError{Container: n, Offset: sc.End(), Reason: err.Error()}
 	}
+	if next, ok := wholeRecordAfter(f, sc.End(), uint32(s.cfg.ContainerSize)); ok {
+		// A crash tears only the end of what was written. With a whole
+		// record after the bad one, this is damage in the middle, and
+		// cutting would throw away every acknowledged record after it.
+		return &CorruptError{Container: n, Offset: sc.End(),
+			Reason: fmt.Sprintf("%v; not a torn tail, a whole record follows at offset %d", err, next)}
+	}
 	fi, serr := f.Stat()
 	if serr != nil {
 		return serr
@@ -215,4 +224,43 @@ func (s *Store) checkHeader(f *os.File, n uint32) error {
 		return &CorruptError{Container: n, Offset: 0, Reason: fmt.Sprintf("header names container %d of store %x", h.Number, h.StoreID)}
 	}
 	return nil
+}
+
+// wholeRecordAfter returns the offset of the first valid record that
+// starts after offset bad in container file f. Records start at multiples
+// of 8, so only those places are tried; a wrong magic number rejects most
+// at once.
+func wholeRecordAfter(f *os.File, bad int64, maxBody uint32) (int64, bool) {
+	const chunk = 1 << 20 // a multiple of 8
+	buf := make([]byte, chunk)
+	for base := bad + 8; ; base += chunk {
+		n, err := f.ReadAt(buf, base)
+		for i := 0; i < n; i += 8 {
+			_, _, derr := record.Decode(buf[i:n], maxBody)
+			if derr == nil || errors.Is(derr, record.ErrShort) && validRecordAt(f, base+int64(i), maxBody) {
+				return base + int64(i), true
+			}
+		}
+		if err != nil {
+			return 0, false
+		}
+	}
+}
+
+// validRecordAt reports whether a whole, valid record starts at off.
+func validRecordAt(f *os.File, off int64, maxBody uint32) bool {
+	hdr := make([]byte, recordHeaderSize)
+	if _, err := f.ReadAt(hdr, off); err != nil {
+		return false
+	}
+	n := binary.LittleEndian.Uint32(hdr[16:20])
+	if n > maxBody {
+		return false
+	}
+	rec := make([]byte, record.EncodedSize(int(n)))
+	if _, err := f.ReadAt(rec, off); err != nil {
+		return false
+	}
+	_, _, err := record.Decode(rec, maxBody)
+	return err == nil
 }
