@@ -118,10 +118,18 @@ type indexCounts struct {
 	subdirs map[uint64]uint32 // directory -> child directories seen
 	parent  map[uint64]uint64 // directory -> directory holding it
 	refs    map[[32]byte]uint32
+	damaged map[[32]byte]damage // payloads whose record is unreadable
+}
+
+// damage is where a payload's record is unreadable, and why.
+type damage struct {
+	loc    payloadLoc
+	reason string
 }
 
 func (s *Store) checkIndex(x ix, r *Report) error {
-	c := indexCounts{names: map[uint64]uint32{}, subdirs: map[uint64]uint32{}, parent: map[uint64]uint64{}, refs: map[[32]byte]uint32{}}
+	c := indexCounts{names: map[uint64]uint32{}, subdirs: map[uint64]uint32{}, parent: map[uint64]uint64{}, refs: map[[32]byte]uint32{},
+		damaged: map[[32]byte]damage{}}
 	if err := s.checkDirents(x, r, &c); err != nil {
 		return err
 	}
@@ -129,6 +137,9 @@ func (s *Store) checkIndex(x ix, r *Report) error {
 		return err
 	}
 	if err := s.checkPayloads(x, r, &c); err != nil {
+		return err
+	}
+	if err := s.reportDamagedMessages(x, r, &c); err != nil {
 		return err
 	}
 	return s.checkUsers(x, r)
@@ -217,7 +228,7 @@ func (s *Store) checkPayloads(x ix, r *Report, c *indexCounts) error {
 			r.problem("payload %x counts %d references but %d inodes hold it", sum[:8], p.Refs, c.refs[sum])
 		}
 		delete(c.refs, sum)
-		s.checkPayloadLocation(sum, p, r)
+		s.checkPayloadLocation(sum, p, r, c)
 		return nil
 	})
 	for sum := range c.refs {
@@ -228,16 +239,75 @@ func (s *Store) checkPayloads(x ix, r *Report, c *indexCounts) error {
 
 // checkPayloadLocation reads the record the index points at and checks it
 // is this payload.
-func (s *Store) checkPayloadLocation(sum [32]byte, p payloadLoc, r *Report) {
+func (s *Store) checkPayloadLocation(sum [32]byte, p payloadLoc, r *Report, c *indexCounts) {
 	rec, err := s.readRecord(p.Container, p.Offset, 32+int(p.Length))
 	if err != nil {
 		r.problem("payload %x: %v", sum[:8], err)
+		c.damaged[sum] = damage{p, err.Error()}
 		return
 	}
 	got, _, err := record.SplitPayload(rec.Body)
 	if err != nil || got != sum || rec.Type != record.TypePayload {
 		r.problem("payload %x: container %d offset %d does not hold it", sum[:8], p.Container, p.Offset)
+		c.damaged[sum] = damage{p, "the record there is not this payload"}
 	}
+}
+
+// reportDamagedMessages names every message whose payload is damaged by
+// its paths in the tree, so that an administrator knows which mail to
+// restore from a backup.
+func (s *Store) reportDamagedMessages(x ix, r *Report, c *indexCounts) error {
+	if len(c.damaged) == 0 {
+		return nil
+	}
+	dirs := map[uint64]dirName{}
+	var hits []dirName
+	err := x.tx.Bucket(bucketDirents).ForEach(func(k, v []byte) error {
+		d, err := decodeDirent(v)
+		if err != nil {
+			return nil // reported by checkDirents
+		}
+		e := dirName{parent: inoFromKey(k), name: string(k[8:]), ino: d.Ino}
+		if d.Mode&ModeType == ModeDir {
+			dirs[d.Ino] = e
+		} else if n, err := x.inode(d.Ino); err == nil && n.sealed() {
+			if _, bad := c.damaged[n.Payload]; bad {
+				e.payload = n.Payload
+				hits = append(hits, e)
+			}
+		}
+		return nil
+	})
+	for _, e := range hits {
+		dm := c.damaged[e.payload]
+		r.problem("damaged message %s (inode %d): %s offset %d: %s", pathOf(dirs, e), e.ino,
+			s.files.path(dm.loc.Container), dm.loc.Offset, dm.reason)
+	}
+	return err
+}
+
+// dirName is one directory entry, for finding paths.
+type dirName struct {
+	parent, ino uint64
+	name        string
+	payload     [32]byte
+}
+
+// pathOf returns e's path from the store root, as "/user/folder/cur/name".
+func pathOf(dirs map[uint64]dirName, e dirName) string {
+	path := "/" + e.name
+	for p, depth := e.parent, 0; p != RootIno; depth++ {
+		if depth > 4096 {
+			return "?loop" + path // a damaged index; checkDir reports it
+		}
+		d, ok := dirs[p]
+		if !ok {
+			return fmt.Sprintf("?%d%s", p, path)
+		}
+		path = "/" + d.name + path
+		p = d.parent
+	}
+	return path
 }
 
 func (s *Store) checkUsers(x ix, r *Report) error {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/packdir/packdir/backend/record"
 )
 
@@ -198,4 +200,78 @@ func TestDamageBeforeTailIsNotCut(t *testing.T) {
 	}
 	must(t, os.WriteFile(path, data, 0o600))
 	must(t, os.Remove(filepath.Join(dir, "index.db")))
+}
+
+// TestCheckNamesDamagedMessage flips a byte in the body of one stored
+// message: Check reports the container file, the record's offset and
+// every path of the message; reading it gives a *CorruptError with that
+// location; every other message still reads.
+func TestCheckNamesDamagedMessage(t *testing.T) {
+	s := TestStore(t, Config{})
+	u, err := s.AddUser("dave", 1000, 1000)
+	must(t, err)
+	cur := mkdir(t, s, u.Ino, "cur")
+	var victim uint64
+	for i := 0; i < 5; i++ {
+		ino := deliver(t, s, cur, fmt.Sprintf("m%d:2,S", i), []byte(fmt.Sprintf("Subject: %d\n\nbody %d\n", i, i)))
+		if i == 2 {
+			victim = ino
+		}
+	}
+	_, err = s.Link(victim, u.Ino, "copy-of-m2")
+	must(t, err)
+	must(t, s.Sync())
+	loc := payloadLocOf(t, s, victim)
+	path := s.files.path(loc.Container)
+	flipByte(t, path, loc.Offset+recordHeaderSize+32+3) // inside the message
+
+	_, err = s.OpenMessage(victim)
+	var corrupt *CorruptError
+	if !errors.As(err, &corrupt) || corrupt.Container != loc.Container || corrupt.Offset != loc.Offset {
+		t.Fatalf("reading the damaged message: %v, want a *CorruptError at container %d offset %d", err, loc.Container, loc.Offset)
+	}
+	for i := 0; i < 5; i++ {
+		if i != 2 {
+			readMessage(t, s, lookup(t, s, cur, fmt.Sprintf("m%d:2,S", i)))
+		}
+	}
+	r, err := s.Check()
+	must(t, err)
+	all := strings.Join(r.Problems, "\n")
+	for _, p := range []string{"/dave/cur/m2:2,S", "/dave/copy-of-m2"} {
+		want := fmt.Sprintf("damaged message %s (inode %d): %s offset %d: ", p, victim, path, loc.Offset)
+		if !strings.Contains(all, want) {
+			t.Errorf("check problems lack %q:\n%s", want, all)
+		}
+	}
+	flipByte(t, path, loc.Offset+recordHeaderSize+32+3) // undo, for TestStore's final check
+}
+
+func payloadLocOf(t *testing.T, s *Store, ino uint64) payloadLoc {
+	t.Helper()
+	var loc payloadLoc
+	err := s.db.View(func(tx *bolt.Tx) error {
+		x := ix{tx}
+		n, err := x.inode(ino)
+		if err != nil {
+			return err
+		}
+		loc, _, err = x.payload(n.Payload)
+		return err
+	})
+	must(t, err)
+	return loc
+}
+
+func flipByte(t *testing.T, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	must(t, err)
+	defer f.Close()
+	b := make([]byte, 1)
+	_, err = f.ReadAt(b, off)
+	must(t, err)
+	b[0] ^= 0x20
+	_, err = f.WriteAt(b, off)
+	must(t, err)
 }
