@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -49,10 +50,13 @@ func TestDovecotIMAP(t *testing.T) {
 	harness.Run(t, "fsck", m.Store)
 }
 
-// TestDovecotIdle has two sessions on one mailbox: a message the one
-// APPENDs reaches the other in IDLE as EXISTS, and then the other way
-// round, at a NOOP.
-func TestDovecotIdle(t *testing.T) {
+// TestDovecotSessions has two sessions on one mailbox: a message the one
+// APPENDs reaches the other in IDLE as EXISTS, and then the other way round,
+// at a NOOP. Then four sessions APPEND and flag messages in INBOX at once,
+// each its own, which takes Dovecot's fcntl locks on the index and its
+// shared mmaps of it across processes; every message must end up under one
+// UID with its flag and its bytes.
+func TestDovecotSessions(t *testing.T) {
 	_, d := dovecotOnPackdir(t)
 	msgs := dovecotCorpus(t)
 	idler, writer := d.login(t), d.login(t)
@@ -75,6 +79,90 @@ func TestDovecotIdle(t *testing.T) {
 	if untagged, _ := writer.ok("NOOP"); !hasResponse(untagged, "* 2 EXISTS") {
 		t.Errorf("NOOP after the other session's APPEND: %q, want * 2 EXISTS", texts(untagged))
 	}
+
+	appended := concurrentAppends(t, d, lfOnlyHam(t, 80), 4)
+	if _, n := writer.selectBox("INBOX"); n != 2+len(appended) {
+		t.Errorf("INBOX holds %d messages after the concurrent APPENDs, want %d", n, 2+len(appended))
+	}
+	got := writer.fetch("1:*", true)
+	for uid, msg := range appended {
+		if !slices.Equal(got[uid].flags, []string{`\Flagged`}) || !bytes.Equal(got[uid].body, crlf(msg.raw)) {
+			t.Errorf("UID %d (%s): FLAGS %q and %d bytes, want \\Flagged and the %d appended",
+				uid, msg.name, got[uid].flags, len(got[uid].body), len(crlf(msg.raw)))
+		}
+	}
+}
+
+// concurrentAppends runs sessions IMAP sessions at once, each APPENDing its
+// share of msgs to INBOX and flagging every message it appended, with a
+// NOOP after each to see the others' changes, and returns the messages by
+// UID. A UID given twice fails the test.
+func concurrentAppends(t *testing.T, d *dovecotServer, msgs []dovecotMessage, sessions int) map[uint32]dovecotMessage {
+	t.Helper()
+	var mu sync.Mutex
+	byUID := make(map[uint32]dovecotMessage)
+	t.Run("appenders", func(t *testing.T) {
+		for s := range sessions {
+			t.Run(fmt.Sprint(s), func(t *testing.T) {
+				t.Parallel()
+				c := d.login(t)
+				c.selectBox("INBOX")
+				for i := s; i < len(msgs); i += sessions {
+					_, uid := c.appendMsg("INBOX", "", crlf(msgs[i].raw))
+					c.ok(`UID STORE %d +FLAGS (\Flagged)`, uid)
+					c.ok("NOOP")
+					mu.Lock()
+					if prev, dup := byUID[uid]; dup {
+						t.Errorf("UID %d given to %s and %s", uid, prev.name, msgs[i].name)
+					}
+					byUID[uid] = msgs[i]
+					mu.Unlock()
+				}
+			})
+		}
+	})
+	return byUID
+}
+
+// TestDovecotIndexFiles gives Dovecot enough mail that it writes and
+// mmaps its main index and a cache of some size: 200 messages APPENDed to
+// one folder, fetched whole and as ENVELOPE and BODYSTRUCTURE, half of them
+// flagged, a quarter expunged. A new Dovecot on a remounted store must find
+// every UID, flag and byte again, and force-resync must find nothing amiss.
+func TestDovecotIndexFiles(t *testing.T) {
+	m, d := dovecotOnPackdir(t)
+	msgs := lfOnlyHam(t, 200)
+	c := d.login(t)
+	c.ok("CREATE Bulk")
+	for _, msg := range msgs {
+		c.appendMsg("Bulk", "", crlf(msg.raw))
+	}
+	c.selectBox("Bulk")
+	fetched := c.fetch("1:*", true)
+	for i, msg := range msgs {
+		if !bytes.Equal(fetched[uint32(i+1)].body, crlf(msg.raw)) {
+			t.Errorf("Bulk UID %d (%s): FETCH BODY[] differs from what was appended", i+1, msg.name)
+		}
+	}
+	c.ok("UID FETCH 1:* (ENVELOPE BODYSTRUCTURE)")
+	c.ok(`UID STORE 1:100 +FLAGS (\Seen)`)
+	c.ok(`UID STORE 51:150 +FLAGS (\Flagged)`)
+	c.ok(`UID STORE 101:150 +FLAGS (\Deleted)`)
+	c.ok("EXPUNGE")
+	c.run("LOGOUT")
+
+	bulk := filepath.Join(d.maildir, ".Bulk")
+	requireFile(t, filepath.Join(bulk, "dovecot.index"))
+	if n := len(readNames(t, filepath.Join(bulk, "cur"))) + len(readNames(t, filepath.Join(bulk, "new"))); n != 150 {
+		t.Errorf(".Bulk holds %d messages on disk after EXPUNGE, want 150", n)
+	}
+	before := snapshot(t, d.login(t))
+	d.stop(t)
+	m.Restart(t)
+	d.start(t)
+	requireSameState(t, "after a remount and a new Dovecot", before, snapshot(t, d.login(t)))
+	d.doveadm(t, "force-resync", "-u", mailUser, "Bulk")
+	requireSameState(t, "after doveadm force-resync", before, snapshot(t, d.login(t)))
 }
 
 // createFolders checks the default folders, then CREATEs Lists.golang,
@@ -347,6 +435,30 @@ func dovecotCorpus(t *testing.T) []dovecotMessage {
 		msgs[i] = dovecotMessage{name: filepath.Base(p), raw: raw}
 	}
 	return msgs
+}
+
+// lfOnlyHam returns the first n easy_ham messages by name that IMAP can
+// carry losslessly (Unix line ends only, no NUL).
+func lfOnlyHam(t *testing.T, n int) []dovecotMessage {
+	t.Helper()
+	dir := filepath.Join(harness.Corpus(t), "spamassassin", ".easy_ham", "cur")
+	names := readNames(t, dir)
+	sort.Strings(names)
+	var msgs []dovecotMessage
+	for _, name := range names {
+		raw, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.ContainsAny(raw, "\r\x00") {
+			msgs = append(msgs, dovecotMessage{name: name, raw: raw})
+		}
+		if len(msgs) == n {
+			return msgs
+		}
+	}
+	t.Fatalf("easy_ham has %d messages without CR or NUL, want %d", len(msgs), n)
+	return nil
 }
 
 func fileSize(t *testing.T, dir, name string) int64 {
