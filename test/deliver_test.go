@@ -161,10 +161,11 @@ func TestGetmailDelivery(t *testing.T) {
 }
 
 // Postfix-style delivery: postfixProcs processes deliver postfixEach
-// messages each, at once.
+// messages each, at once, and after a remount postfixEachAgain each.
 const (
-	postfixProcs = 8
-	postfixEach  = 50
+	postfixProcs     = 8
+	postfixEach      = 50
+	postfixEachAgain = 10
 
 	postfixMaildirEnv = "PACKDIR_POSTFIX_MAILDIR"
 	postfixLogEnv     = "PACKDIR_POSTFIX_LOG"
@@ -179,24 +180,47 @@ const (
 // a message in new/ to the end, so a number given twice would have been
 // shared by two live files), each new/NAME must have the inode number and
 // device its name records, and every message must be in new/ unchanged.
+// Then the same after a remount and 8 x 10 more deliveries: the numbers
+// packdir hands out after a restart must not repeat those of the
+// messages already stored.
 func TestPostfixLocalDelivery(t *testing.T) {
 	store, mnt, m := mdaMount(t)
-	msgs := mdaMessages(t, postfixProcs*postfixEach)
+	all := mdaMessages(t, postfixProcs*(postfixEach+postfixEachAgain))
+	first, again := all[:postfixProcs*postfixEach], all[postfixProcs*postfixEach:]
 	logs := t.TempDir()
+	postfixRound(t, mnt, filepath.Join(logs, "first"), first)
+	postfixCheck(t, mnt, logs, first)
+
+	m.Restart(t)
+	postfixRound(t, mnt, filepath.Join(logs, "again"), again)
+	postfixCheck(t, mnt, logs, all)
+	m.Stop(t)
+	harness.Run(t, "fsck", store)
+}
+
+// postfixRound delivers msgs with postfixProcs processes at once, each
+// logging to LOG-N.
+func postfixRound(t *testing.T, mnt, log string, msgs []mdaMessage) {
+	t.Helper()
+	each := len(msgs) / postfixProcs
 	var wg sync.WaitGroup
 	for p := range postfixProcs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			batch := msgs[p*postfixEach : (p+1)*postfixEach]
-			postfixRun(t, mnt, filepath.Join(logs, fmt.Sprintf("%d.log", p)), batch)
+			postfixRun(t, mnt, fmt.Sprintf("%s-%d", log, p), msgs[p*each:(p+1)*each])
 		}()
 	}
 	wg.Wait()
 	if t.Failed() {
 		t.FailNow()
 	}
+}
 
+// postfixCheck checks the deliveries logged in logs against the inode
+// numbers and contents of new/, which must hold exactly msgs.
+func postfixCheck(t *testing.T, mnt, logs string, msgs []mdaMessage) {
+	t.Helper()
 	deliveries := postfixReadLogs(t, logs)
 	if len(deliveries) != len(msgs) {
 		t.Errorf("the processes logged %d deliveries, want %d", len(deliveries), len(msgs))
@@ -204,8 +228,6 @@ func TestPostfixLocalDelivery(t *testing.T) {
 	postfixCheckInodes(t, mnt, deliveries)
 	want := mdaWant(msgs, func([]byte) string { return "" }, nil)
 	mdaCompare(t, "postfix local", want, mdaArrived(t, mnt, ""))
-	m.Stop(t)
-	harness.Run(t, "fsck", store)
 }
 
 // postfixRun runs one delivery process: this test binary again, running
