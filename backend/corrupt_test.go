@@ -275,3 +275,66 @@ func flipByte(t *testing.T, path string, off int64) {
 	_, err = f.WriteAt(b, off)
 	must(t, err)
 }
+
+// TestDamagedIndexRefused garbles each page of index.db in turn, and
+// truncates it: Open either finds nothing it needs damaged or refuses with
+// one line that names 'packdir fsck --rebuild'; it never panics or faults
+// (bbolt does both on a damaged file, in a goroutine no caller can
+// recover). After the rebuild every message is back.
+func TestDamagedIndexRefused(t *testing.T) {
+	dir, _, _, _ := tailStore(t)
+	idx := filepath.Join(dir, "index.db")
+	clean, err := os.ReadFile(idx)
+	must(t, err)
+	const page = 4096
+	refused := 0
+	for off := 2 * page; off < len(clean); off += page {
+		for _, damage := range []func([]byte){
+			func(b []byte) { copy(b[off:off+page], bytes.Repeat([]byte{0xa5, 0x3c, 0x99}, page)) },
+			func(b []byte) { b[off+20] ^= 0xff },
+		} {
+			damaged := bytes.Clone(clean)
+			damage(damaged)
+			if tryDamagedIndex(t, dir, damaged, fmt.Sprintf("page %d", off/page)) {
+				refused++
+			}
+		}
+	}
+	if refused == 0 {
+		t.Fatalf("no damaged page was noticed")
+	}
+	refused = 0
+	for cut := 100; cut < len(clean); cut += page {
+		if tryDamagedIndex(t, dir, clean[:cut], fmt.Sprintf("cut at %d", cut)) {
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Fatalf("no truncation of index.db was noticed")
+	}
+	if !tryDamagedIndex(t, dir, bytes.Repeat([]byte("garbage!"), 2000), "garbage") {
+		t.Fatalf("an index.db of garbage was accepted")
+	}
+	must(t, os.Remove(idx)) // what 'packdir fsck --rebuild' does
+	s, err := Open(dir, TestOptions())
+	must(t, err)
+	checkEarlyKept(t, s, "after the rebuild")
+	must(t, s.Close())
+}
+
+// tryDamagedIndex opens the store with data as index.db and reports
+// whether Open refused it, failing the test if it refused badly.
+func tryDamagedIndex(t *testing.T, dir string, data []byte, what string) bool {
+	t.Helper()
+	must(t, os.WriteFile(filepath.Join(dir, "index.db"), data, 0o600))
+	s, err := Open(dir, TestOptions())
+	if err == nil {
+		s.Close()
+		return false
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "index.db is damaged") || !strings.Contains(msg, "run 'packdir fsck --rebuild "+dir+"'") || strings.Contains(msg, "\n") {
+		t.Errorf("%s: open refused with %q, want one line naming packdir fsck --rebuild", what, msg)
+	}
+	return true
+}

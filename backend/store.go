@@ -228,12 +228,16 @@ func (s *Store) open() error {
 func (s *Store) indexPath() string { return filepath.Join(s.dir, "index.db") }
 
 func (s *Store) openIndex() error {
-	db, err := bolt.Open(s.indexPath(), 0o600, &bolt.Options{
-		Timeout:        200 * time.Millisecond,
-		NoSync:         true, // the containers are the journal: see FORMAT.md, write ordering
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-	})
+	err := verifyIndexFile(s.indexPath())
+	var db *bolt.DB
+	if err == nil {
+		db, err = bolt.Open(s.indexPath(), 0o600, &bolt.Options{
+			Timeout:        200 * time.Millisecond,
+			NoSync:         true, // the containers are the journal: see FORMAT.md, write ordering
+			NoFreelistSync: true,
+			FreelistType:   bolt.FreelistMapType,
+		})
+	}
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return fmt.Errorf("%w: %s", ErrInUse, s.dir)
 	}
