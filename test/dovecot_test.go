@@ -52,7 +52,8 @@ func TestDovecotIMAP(t *testing.T) {
 
 // TestDovecotSessions has two sessions on one mailbox: a message the one
 // APPENDs reaches the other in IDLE as EXISTS, and then the other way round,
-// at a NOOP. Then four sessions APPEND and flag messages in INBOX at once,
+// at a NOOP. A delivery, a flag rename and an unlink made through the mount
+// by another program reach a session at its NOOP. Then four sessions APPEND and flag messages in INBOX at once,
 // each its own, which takes Dovecot's fcntl locks on the index and its
 // shared mmaps of it across processes; every message must end up under one
 // UID with its flag and its bytes.
@@ -80,10 +81,12 @@ func TestDovecotSessions(t *testing.T) {
 		t.Errorf("NOOP after the other session's APPEND: %q, want * 2 EXISTS", texts(untagged))
 	}
 
+	thirdPartyChanges(t, writer, d.maildir, msgs[7])
 	appended := concurrentAppends(t, d, lfOnlyHam(t, 80), 4)
-	if _, n := writer.selectBox("INBOX"); n != 2+len(appended) {
+	if _, n := writer.examineBox("INBOX"); n != 2+len(appended) {
 		t.Errorf("INBOX holds %d messages after the concurrent APPENDs, want %d", n, 2+len(appended))
 	}
+	writer.selectBox("INBOX")
 	got := writer.fetch("1:*", true)
 	for uid, msg := range appended {
 		if !slices.Equal(got[uid].flags, []string{`\Flagged`}) || !bytes.Equal(got[uid].body, crlf(msg.raw)) {
@@ -91,6 +94,64 @@ func TestDovecotSessions(t *testing.T) {
 				uid, msg.name, got[uid].flags, len(got[uid].body), len(crlf(msg.raw)))
 		}
 	}
+}
+
+// thirdPartyChanges changes a folder through the mount while a session
+// has it selected, as an MDA and a MUA beside Dovecot would: a delivery
+// into new/, a flag rename in cur/, an unlink. Dovecot finds each by the
+// directories' mtimes and must report it at the next NOOP.
+func thirdPartyChanges(t *testing.T, c *imapClient, maildir string, msg dovecotMessage) {
+	t.Helper()
+	c.ok("CREATE Outside")
+	if _, n := c.selectBox("Outside"); n != 0 {
+		t.Fatalf("a new folder holds %d messages", n)
+	}
+	folder := filepath.Join(maildir, ".Outside")
+	name := "1796400000.M1P1.packdir-test"
+	tmp := filepath.Join(folder, "tmp", name)
+	if err := os.WriteFile(tmp, msg.raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(folder, "new", name)); err != nil {
+		t.Fatal(err)
+	}
+	if untagged, _ := c.ok("NOOP"); !hasResponse(untagged, "* 1 EXISTS") {
+		t.Fatalf("NOOP after a delivery into new/: %q, want * 1 EXISTS", texts(untagged))
+	}
+	if got := c.fetch("1", true)[1]; !bytes.Equal(got.body, crlf(msg.raw)) {
+		t.Errorf("the delivered message reads %d bytes that differ from the %d delivered", len(got.body), len(crlf(msg.raw)))
+	}
+
+	flagged := filepath.Join(folder, "cur", name+":2,F")
+	if err := os.Rename(findMessage(t, folder, name), flagged); err != nil {
+		t.Fatal(err)
+	}
+	untagged, _ := c.ok("NOOP")
+	if fl := fetchedFlags(t, untagged, 1); !slices.Equal(fl, []string{`\Flagged`}) {
+		t.Errorf("NOOP after a rename to :2,F: FLAGS %q in %q, want \\Flagged", fl, texts(untagged))
+	}
+
+	if err := os.Remove(flagged); err != nil {
+		t.Fatal(err)
+	}
+	if untagged, _ := c.ok("NOOP"); !hasResponse(untagged, "* 1 EXPUNGE") {
+		t.Errorf("NOOP after an unlink: %q, want * 1 EXPUNGE", texts(untagged))
+	}
+}
+
+// fetchedFlags returns the flags of the untagged FETCH for message seq
+// among responses, or nil if there is none.
+func fetchedFlags(t *testing.T, untagged []imapResp, seq int) []string {
+	t.Helper()
+	prefix := fmt.Sprintf("* %d FETCH (", seq)
+	for _, r := range untagged {
+		if strings.HasPrefix(r.text, prefix) {
+			if m := fetchFlags.FindStringSubmatch(r.text); m != nil {
+				return normalFlags(m[1])
+			}
+		}
+	}
+	return nil
 }
 
 // concurrentAppends runs sessions IMAP sessions at once, each APPENDing its
@@ -231,10 +292,29 @@ func fetchCorpus(t *testing.T, c *imapClient, uids []uint32, msgs []dovecotMessa
 				uid, msgs[i].name, len(got[uid].body), len(crlf(msgs[i].raw)))
 		}
 	}
+	fetchPartial(t, c, uids[0], crlf(msgs[0].raw), 200_000, 50_000)
+}
+
+// fetchPartial FETCHes BODY[]<offset.n> of a message, which Dovecot serves
+// by seeking into the file, and compares it with that slice of want.
+func fetchPartial(t *testing.T, c *imapClient, uid uint32, want []byte, offset, n int) {
+	t.Helper()
+	untagged, _ := c.ok("UID FETCH %d (BODY.PEEK[]<%d.%d>)", uid, offset, n)
+	for _, r := range untagged {
+		if fetchLine.MatchString(r.text) && len(r.literals) == 1 {
+			if !bytes.Equal(r.literals[0], want[offset:offset+n]) {
+				t.Errorf("UID %d: BODY[]<%d.%d> differs from those bytes of the message", uid, offset, n)
+			}
+			return
+		}
+	}
+	t.Errorf("UID %d: no body in the answer to a partial FETCH: %q", uid, texts(untagged))
 }
 
 // storeFlags changes flags with STORE and checks that each file was
-// renamed into cur/ with the matching :2, suffix, keeping its inode.
+// renamed into cur/ with the matching :2, suffix, keeping its inode. A
+// keyword ($Forwarded) is a lower-case letter that the dovecot-keywords
+// file in the Maildir maps back to its name.
 func storeFlags(t *testing.T, c *imapClient, maildir string, uids []uint32) {
 	t.Helper()
 	changes := []struct {
@@ -244,7 +324,7 @@ func storeFlags(t *testing.T, c *imapClient, maildir string, uids []uint32) {
 		flags  []string
 	}{
 		{uids[0], `+FLAGS (\Answered)`, ":2,RS", []string{`\Answered`, `\Seen`}},
-		{uids[1], `+FLAGS (\Seen)`, ":2,S", []string{`\Seen`}},
+		{uids[1], `+FLAGS (\Seen $Forwarded)`, ":2,Sa", []string{`$Forwarded`, `\Seen`}},
 		{uids[2], `+FLAGS (\Seen \Flagged)`, ":2,FS", []string{`\Flagged`, `\Seen`}},
 		{uids[3], `+FLAGS (\Seen \Flagged \Deleted)`, ":2,FST", []string{`\Deleted`, `\Flagged`, `\Seen`}},
 	}
@@ -257,6 +337,9 @@ func storeFlags(t *testing.T, c *imapClient, maildir string, uids []uint32) {
 			t.Errorf("UID %d: STORE %s changed st_ino from %d to %d", ch.uid, ch.store, ino, after)
 		}
 	}
+	if kw, err := os.ReadFile(filepath.Join(maildir, "dovecot-keywords")); err != nil || !strings.Contains(string(kw), "0 $Forwarded\n") {
+		t.Errorf("dovecot-keywords in the Maildir: %q (%v), want it to name keyword 0 (a) $Forwarded", kw, err)
+	}
 	got := c.fetch("1:*", false)
 	for _, ch := range changes {
 		if !slices.Equal(got[ch.uid].flags, ch.flags) {
@@ -266,7 +349,8 @@ func storeFlags(t *testing.T, c *imapClient, maildir string, uids []uint32) {
 }
 
 // copyHardLink COPYs a message to Lists.golang: Dovecot links the file, so
-// both names must be one inode with st_nlink 2.
+// both names must be one inode with st_nlink 2, and a flag on one name
+// must leave the other as it was.
 func copyHardLink(t *testing.T, c *imapClient, maildir string, uid uint32) {
 	t.Helper()
 	_, status := c.ok("UID COPY %d %s", uid, imapQuote("Lists.golang"))
@@ -282,6 +366,19 @@ func copyHardLink(t *testing.T, c *imapClient, maildir string, uid uint32) {
 		t.Errorf("COPY: %s is inode %d with %d links, %s inode %d with %d links; want one inode with 2",
 			src, srcIno, srcLinks, dst, dstIno, dstLinks)
 	}
+
+	// A flag on the copy renames that name only.
+	c.ok("SELECT %s", imapQuote("Lists.golang"))
+	c.ok(`UID STORE %d +FLAGS (\Answered)`, dstUID)
+	renamed := requireMessage(t, filepath.Join(maildir, ".Lists.golang"), dstUID)
+	requireNamed(t, renamed, "cur", ":2,FRS")
+	if ino, links := inode(t, renamed); ino != srcIno || links != 2 {
+		t.Errorf("%s: inode %d with %d links after STORE, want inode %d with 2", renamed, ino, links, srcIno)
+	}
+	if now := requireMessage(t, maildir, uid); now != src {
+		t.Errorf("STORE on the copy renamed the original too: %s is now %s", src, now)
+	}
+	c.selectBox("INBOX")
 }
 
 // moveMessage MOVEs a message to Work.Projects: gone from INBOX on disk,
