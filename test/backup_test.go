@@ -60,7 +60,8 @@ func TestBackupRestore(t *testing.T) {
 	addBackupUser(t, store, "alice")
 	m := harness.Start(t, store, mnt)
 	src := filepath.Join(mnt, "alice")
-	backupSource{t: t, root: src, corpus: filepath.Join(harness.Corpus(t), "spamassassin")}.fill()
+	corpus := filepath.Join(harness.Corpus(t), "spamassassin")
+	backupSource{t: t, root: src, corpus: corpus}.fill()
 	want := scanTree(t, src)
 	requireLivedIn(t, want)
 	m.Stop(t)
@@ -90,6 +91,29 @@ func TestBackupRestore(t *testing.T) {
 		})
 	}
 	t.Run("localdisk", func(t *testing.T) { localDiskBaseline(t, store, mnt, want) })
+	t.Run("rsyncupdate", func(t *testing.T) {
+		rsyncUpdate(t, store, mnt, backupSource{t: t, root: src, corpus: corpus}, filepath.Join(mnt, "rsync"))
+	})
+}
+
+// rsyncUpdate changes the source as a week of mail does, then brings the
+// rsync restore up to date with rsync -aH --delete, as a nightly mirror
+// does: the update replaces, renames and deletes files and links in the
+// restored tree, rather than only creating them.
+func rsyncUpdate(t *testing.T, store, mnt string, src backupSource, dst string) {
+	m := harness.Start(t, store, mnt)
+	src.update()
+	want := scanTree(t, src.root)
+	args := []string{"-aH", "--delete", "--numeric-ids", rsyncExact, src.root + "/", dst + "/"}
+	took := toolRun{t: t}.run("rsync", args...)
+	t.Logf("measured: rsync -aH --delete --numeric-ids %s SRC/ DST/ after the update: %v", rsyncExact, took)
+	requireSameTree(t, "rsync -aH --delete after the update", want, scanTree(t, dst), treecmp.Options{})
+	requireRsyncNoop(t, args)
+	m.Stop(t)
+	harness.Run(t, "fsck", store)
+	m = harness.Start(t, store, mnt)
+	requireSameTree(t, "rsync -aH --delete after the update and a remount", want, scanTree(t, dst), treecmp.Options{})
+	m.Stop(t)
 }
 
 // localDiskBaseline copies the source out of the mount onto the local disk
@@ -99,8 +123,8 @@ func TestBackupRestore(t *testing.T) {
 func localDiskBaseline(t *testing.T, store, mnt string, want treecmp.Tree) {
 	m := harness.Start(t, store, mnt)
 	local := filepath.Join(t.TempDir(), "alice")
-	took := toolRun{t: t}.run("rsync", "-aH", "--numeric-ids", filepath.Join(mnt, "alice")+"/", local+"/")
-	t.Logf("measured: rsync -aH --numeric-ids MOUNT/alice/ LOCAL/: %v", took)
+	took := toolRun{t: t}.run("rsync", "-aH", "--numeric-ids", rsyncExact, filepath.Join(mnt, "alice")+"/", local+"/")
+	t.Logf("measured: rsync -aH --numeric-ids %s MOUNT/alice/ LOCAL/: %v", rsyncExact, took)
 	m.Stop(t)
 	requireSameTree(t, "copied to the local disk", want, scanTree(t, local), treecmp.Options{})
 	for _, tool := range backupTools() {
@@ -149,15 +173,30 @@ func tarRestore(t *testing.T, src, dst string, format ...string) {
 	t.Logf("measured: tar -C DST -xpf ARCHIVE: %v", took)
 }
 
+// rsyncExact makes rsync compare mtimes to the nanosecond. By default
+// (--modify-window=0) rsync compares whole seconds, in its quick check and
+// before it sets a directory's mtime, on any filesystem: a directory of
+// the empty target user whose mtime falls in the same second as the
+// source's keeps its own nanoseconds, and so does one rsync creates and
+// fills within the second. With -@-1 the restore is exact, and the second
+// run below proves the nanoseconds stable.
+const rsyncExact = "--modify-window=-1"
+
 // rsyncRestore copies mount to mount, then runs rsync again: the second
 // run must find nothing to transfer or change, which holds only if packdir
 // keeps the sizes and mtimes rsync set (files and directories).
 func rsyncRestore(t *testing.T, src, dst string) {
-	tools := toolRun{t: t}
-	args := []string{"-aH", "--numeric-ids", src + "/", dst + "/"}
-	took := tools.run("rsync", args...)
-	t.Logf("measured: rsync -aH --numeric-ids SRC/ DST/: %v", took)
-	out := tools.output("rsync", append([]string{"--itemize-changes", "--stats"}, args...)...)
+	args := []string{"-aH", "--numeric-ids", rsyncExact, src + "/", dst + "/"}
+	took := toolRun{t: t}.run("rsync", args...)
+	t.Logf("measured: rsync -aH --numeric-ids %s SRC/ DST/: %v", rsyncExact, took)
+	requireRsyncNoop(t, args)
+}
+
+// requireRsyncNoop runs rsync with args again and requires it to find
+// nothing to transfer or change.
+func requireRsyncNoop(t *testing.T, args []string) {
+	t.Helper()
+	out := toolRun{t: t}.output("rsync", append([]string{"--itemize-changes", "--stats"}, args...)...)
 	changes, stats, ok := strings.Cut(out, "\nNumber of files:")
 	if !ok {
 		t.Fatalf("second rsync: no --stats in its output:\n%s", out)
@@ -446,6 +485,76 @@ func sortedFlags(flags string) string {
 	f := []byte(flags)
 	sort.Slice(f, func(i, j int) bool { return f[i] < f[j] })
 	return string(f)
+}
+
+// update changes the tree as a week of mail does: an MUA reads new mail
+// (new/ to cur/), changes flags (one name of a hard-linked message),
+// moves messages to a folder, rewrites a hard-linked message in place,
+// expunges from .Trash (one name of a hard-linked message), new mail
+// arrives, Dovecot rewrites its index, and a folder is made.
+func (b backupSource) update() {
+	b.t.Helper()
+	cur := b.names("cur")
+	b.rewrite(filepath.Join(b.root, "cur", cur[1]))
+	for _, name := range b.names("new")[:10] {
+		b.rename("new/"+name, "cur/"+name+":2,S")
+	}
+	for _, name := range cur[:10] {
+		base, flags, _ := strings.Cut(name, ":2,")
+		if strings.Contains(flags, "F") {
+			flags = strings.ReplaceAll(flags, "F", "")
+		} else {
+			flags = sortedFlags(flags + "F")
+		}
+		b.rename("cur/"+name, "cur/"+base+":2,"+flags)
+	}
+	for _, name := range cur[10:13] {
+		b.rename("cur/"+name, ".Lists.golang/cur/"+name)
+	}
+	trash := b.names(".Trash/cur")
+	for _, name := range append(trash[:4], trash[len(trash)-1]) {
+		if err := os.Remove(filepath.Join(b.root, ".Trash/cur", name)); err != nil {
+			b.t.Fatal(err)
+		}
+	}
+	b.deliver("new", b.messages(".easy_ham", 180, 185), "")
+	b.write(filepath.Join(b.root, "dovecot.index"), binaryContent("index, a week later", 44<<10), 0o600)
+	b.folder(".Lists.rust")
+}
+
+// rewrite opens a message for writing and replaces its bytes, as an MUA
+// editing a message in place would: every name of it sees the new bytes.
+func (b backupSource) rewrite(path string) {
+	b.t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err == nil {
+		_, err = f.Write(append([]byte("X-Label: rewritten\n"), data...))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		b.t.Fatalf("rewriting %s: %v", path, err)
+	}
+}
+
+// names lists a directory of the tree in name order.
+func (b backupSource) names(dir string) []string {
+	b.t.Helper()
+	names := readNames(b.t, filepath.Join(b.root, dir))
+	sort.Strings(names)
+	return names
+}
+
+func (b backupSource) rename(from, to string) {
+	b.t.Helper()
+	if err := os.Rename(filepath.Join(b.root, from), filepath.Join(b.root, to)); err != nil {
+		b.t.Fatal(err)
+	}
 }
 
 // linkAll gives each message a second name in .Lists.golang/cur (as
