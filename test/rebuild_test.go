@@ -2,6 +2,7 @@ package test
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -30,6 +31,7 @@ func TestRebuildFromContainers(t *testing.T) {
 	m := harness.Start(t, store, mnt, "--user", "tester")
 	fillThroughMount(t, mnt)
 	before := treeListing(t, mnt)
+	folders := countFolders(t, mnt)
 	m.Stop(t)
 
 	if err := os.Remove(filepath.Join(store, "index.db")); err != nil {
@@ -39,12 +41,76 @@ func TestRebuildFromContainers(t *testing.T) {
 	if !strings.Contains(out, "no problems found") {
 		t.Fatalf("fsck --rebuild:\n%s", out)
 	}
+	checkFolderStats(t, store, folders)
 	harness.Start(t, store, mnt, "--user", "tester")
 	if after := treeListing(t, mnt); after != before {
 		t.Fatalf("the tree differs after the rebuild:\n%s", diffLines(before, after))
 	}
 	if n := len(before); n < 1000 {
 		t.Fatalf("listing is only %d bytes: the fill did not happen", n)
+	}
+}
+
+// countFolders counts, for `packdir stats`, the messages of each folder
+// of the mounted tree (a directory with a cur/): all, unseen (in new/, or
+// without S among the flags after ":2,"), flagged (F) and trashed (T).
+func countFolders(t *testing.T, mnt string) string {
+	t.Helper()
+	var lines []string
+	for _, folder := range append([]string{"."}, readNames(t, mnt)...) {
+		if _, err := os.Stat(filepath.Join(mnt, folder, "cur")); err != nil {
+			continue
+		}
+		var all, unseen, flagged, trashed int
+		for _, sub := range []string{"new", "cur"} {
+			for _, name := range readNames(t, filepath.Join(mnt, folder, sub)) {
+				i := strings.LastIndex(name, ":2,")
+				flags := ""
+				if i >= 0 {
+					flags = name[i+3:]
+				}
+				all++
+				if sub == "new" || !strings.Contains(flags, "S") {
+					unseen++
+				}
+				if strings.Contains(flags, "F") {
+					flagged++
+				}
+				if strings.Contains(flags, "T") {
+					trashed++
+				}
+			}
+		}
+		name := folder
+		if folder == "." {
+			name = "INBOX"
+		}
+		lines = append(lines, fmt.Sprintf("%s messages=%d unseen=%d flagged=%d trashed=%d", name, all, unseen, flagged, trashed))
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// checkFolderStats compares the folders of `packdir stats --json` with
+// countFolders' count.
+func checkFolderStats(t *testing.T, store, want string) {
+	t.Helper()
+	var st struct {
+		FolderList []struct {
+			User, Folder                       string
+			Messages, Unseen, Flagged, Trashed int
+		} `json:"folder_list"`
+	}
+	if err := json.Unmarshal([]byte(harness.Run(t, "stats", "--json", store)), &st); err != nil {
+		t.Fatalf("packdir stats --json: %v", err)
+	}
+	var lines []string
+	for _, f := range st.FolderList {
+		lines = append(lines, fmt.Sprintf("%s messages=%d unseen=%d flagged=%d trashed=%d", f.Folder, f.Messages, f.Unseen, f.Flagged, f.Trashed))
+	}
+	sort.Strings(lines)
+	if got := strings.Join(lines, "\n"); got != want {
+		t.Errorf("packdir stats counts per folder:\n%s\nthe mount shows:\n%s", got, want)
 	}
 }
 

@@ -243,11 +243,24 @@ func runStats(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	folders, err := allFolderStats(s)
+	if err != nil {
+		return err
+	}
 	if c.Bool("json") {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		return enc.Encode(struct {
+			backend.Stats
+			FolderList []folderStats `json:"folder_list"`
+		}{st, folders})
 	}
+	defer func() {
+		fw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(fw)
+		printFolderStats(fw, folders)
+		fw.Flush()
+	}()
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "users\t%d\n", st.Users)
 	fmt.Fprintf(w, "folders\t%d\n", st.Folders)
