@@ -3,6 +3,8 @@ package backend
 import (
 	"bufio"
 	"fmt"
+	"io"
+	"math"
 	"os"
 
 	bolt "go.etcd.io/bbolt"
@@ -75,10 +77,32 @@ func (s *Store) checkContainer(n uint32, r *Report, lastSeq *uint64) error {
 		r.problem("%v", err)
 		return nil
 	}
-	if _, err := f.Seek(record.HeaderSize, 0); err != nil {
-		return err
+	limit := uint32(s.cfg.ContainerSize)
+	for start := int64(record.HeaderSize); ; {
+		end, err := s.checkRecords(f, n, start, r, lastSeq)
+		if err == nil {
+			r.Bytes += uint64(end)
+			return nil
+		}
+		r.problem("%v", &CorruptError{Container: n, Offset: end, Reason: err.Error()})
+		// Check on past the damage, so that one bad record does not
+		// hide what else is wrong (or right) in the container.
+		next, ok := wholeRecordAfter(f, end, limit)
+		if !ok {
+			r.Bytes += uint64(end)
+			return nil
+		}
+		r.problem("container %d: %d bytes from offset %d skipped; checking on at offset %d", n, next-end, end, next)
+		start = next
 	}
-	sc := record.NewScanner(bufio.NewReaderSize(f, 1<<20), record.HeaderSize, uint32(s.cfg.ContainerSize))
+}
+
+// checkRecords checks the records of container n from offset start up to
+// the end of the file or the first bad record; it returns where it
+// stopped and why.
+func (s *Store) checkRecords(f *os.File, n uint32, start int64, r *Report, lastSeq *uint64) (int64, error) {
+	in := bufio.NewReaderSize(io.NewSectionReader(f, start, math.MaxInt64-start), 1<<20)
+	sc := record.NewScanner(in, start, uint32(s.cfg.ContainerSize))
 	for sc.Next() {
 		rec := sc.Record()
 		r.Records++
@@ -88,11 +112,7 @@ func (s *Store) checkContainer(n uint32, r *Report, lastSeq *uint64) error {
 		*lastSeq = rec.Seq
 		s.checkRecord(n, sc.Offset(), rec, r)
 	}
-	if err := sc.Err(); err != nil {
-		r.problem("%v", &CorruptError{Container: n, Offset: sc.End(), Reason: err.Error()})
-	}
-	r.Bytes += uint64(sc.End())
-	return nil
+	return sc.End(), sc.Err()
 }
 
 func (s *Store) checkRecord(n uint32, off int64, rec record.Record, r *Report) {

@@ -244,6 +244,13 @@ func TestCheckNamesDamagedMessage(t *testing.T) {
 			t.Errorf("check problems lack %q:\n%s", want, all)
 		}
 	}
+	// The check goes on past the damaged record: the records after it
+	// are checked, and the journal's end is found.
+	skip := fmt.Sprintf("container %d: %d bytes from offset %d skipped; checking on at offset %d",
+		loc.Container, record.EncodedSize(32+int(loc.Length)), loc.Offset, loc.Offset+record.EncodedSize(32+int(loc.Length)))
+	if !strings.Contains(all, skip) || strings.Contains(all, "journal ends at sequence") || len(r.Problems) != 5 {
+		t.Errorf("check problems, want the damaged record, the skip (%q), the payload and its two names:\n%s", skip, all)
+	}
 	flipByte(t, path, loc.Offset+recordHeaderSize+32+3) // undo, for TestStore's final check
 }
 
