@@ -1,7 +1,9 @@
 package test
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -71,24 +73,7 @@ func TestBackupRestore(t *testing.T) {
 		describeTree(want), source.Messages, source.Payloads, source.SpooledFiles)
 
 	for _, tool := range backupTools() {
-		t.Run(tool.name, func(t *testing.T) {
-			before := readStats(t, store)
-			addBackupUser(t, store, tool.name)
-			m := harness.Start(t, store, mnt)
-			dst := filepath.Join(mnt, tool.name)
-			tool.restore(t, src, dst)
-			requireSameTree(t, "restored "+tool.name, want, scanTree(t, dst), tool.opt)
-			// Backing up only reads: the source is unchanged.
-			requireSameTree(t, "source after "+tool.name, want, scanTree(t, src), treecmp.Options{})
-			m.Stop(t)
-			harness.Run(t, "fsck", store)
-			requireRestoredAsMessages(t, source, before, readStats(t, store))
-			// What the first compare saw came from packdir's index, not
-			// from the kernel's caches.
-			m = harness.Start(t, store, mnt)
-			requireSameTree(t, "restored "+tool.name+" after a remount", want, scanTree(t, dst), tool.opt)
-			m.Stop(t)
-		})
+		t.Run(tool.name, func(t *testing.T) { restoreInto(t, tool, store, mnt, want, source) })
 	}
 	t.Run("localdisk", func(t *testing.T) { localDiskBaseline(t, store, mnt, want) })
 	t.Run("rsyncupdate", func(t *testing.T) {
@@ -96,12 +81,37 @@ func TestBackupRestore(t *testing.T) {
 	})
 }
 
+// restoreInto backs up MNT/alice with tool and restores it into a new user
+// named after the tool. want is alice's tree, source the store's stats
+// when it held alice alone.
+func restoreInto(t *testing.T, tool backupTool, store, mnt string, want treecmp.Tree, source storeStats) {
+	before := readStats(t, store)
+	addBackupUser(t, store, tool.name)
+	m := harness.Start(t, store, mnt)
+	src, dst := filepath.Join(mnt, "alice"), filepath.Join(mnt, tool.name)
+	tool.restore(t, src, dst)
+	requireSameTree(t, "restored "+tool.name, want, scanTree(t, dst), tool.opt)
+	// Backing up only reads: the source is unchanged.
+	requireSameTree(t, "source after "+tool.name, want, scanTree(t, src), treecmp.Options{})
+	m.Stop(t)
+	harness.Run(t, "fsck", store)
+	requireRestoredAsMessages(t, source, before, readStats(t, store))
+	// A new mount starts with empty kernel caches: the restored tree must
+	// read the same from packdir's index alone.
+	m = harness.Start(t, store, mnt)
+	requireSameTree(t, "restored "+tool.name+" after a remount", want, scanTree(t, dst), tool.opt)
+	m.Stop(t)
+}
+
 // rsyncUpdate changes the source as a week of mail does, then brings the
-// rsync restore up to date with rsync -aH --delete, as a nightly mirror
-// does: the update replaces, renames and deletes files and links in the
-// restored tree, rather than only creating them.
+// rsync subtest's restore up to date with rsync -aH --delete, as a nightly
+// mirror does: the update replaces, renames and deletes files and links
+// in the restored tree, rather than only creating them.
 func rsyncUpdate(t *testing.T, store, mnt string, src backupSource, dst string) {
 	m := harness.Start(t, store, mnt)
+	if _, err := os.Stat(dst); err != nil {
+		t.Skipf("needs the rsync subtest's restore: %v", err)
+	}
 	src.update()
 	want := scanTree(t, src.root)
 	args := []string{"-aH", "--delete", "--numeric-ids", rsyncExact, src.root + "/", dst + "/"}
@@ -403,6 +413,7 @@ func (b backupSource) fill() {
 	b.deliver(".Lists.golang/new", b.messages(".hard_ham", 60, 70), "")
 	b.deliver(".Draft/cur", b.messages(".easy_ham_2", 0, 2), "D")
 	b.linkAll(inbox[:8])
+	b.deliverAttachment(".Lists.golang/cur/1733339000.M3P4.host:2,S")
 	b.sideFiles()
 	for i, path := range append(inbox, lists...) {
 		if i%7 == 0 {
@@ -557,6 +568,27 @@ func (b backupSource) rename(from, to string) {
 	}
 }
 
+// deliverAttachment delivers a message with a 3 MiB attachment, so that
+// a message needs several writes and (for restic) several chunks.
+func (b backupSource) deliverAttachment(name string) {
+	b.t.Helper()
+	var msg bytes.Buffer
+	msg.WriteString("From: alice@example.org\nTo: golang-nuts@example.org\nSubject: core dump\n" +
+		"Message-ID: <core.1733339000@example.org>\nMIME-Version: 1.0\n" +
+		"Content-Type: multipart/mixed; boundary=b1\n\n--b1\nContent-Type: text/plain\n\nAttached.\n" +
+		"--b1\nContent-Type: application/octet-stream; name=core\nContent-Transfer-Encoding: base64\n\n")
+	enc := base64.StdEncoding.EncodeToString(binaryContent("core", 3<<20))
+	for len(enc) > 76 {
+		msg.WriteString(enc[:76] + "\n")
+		enc = enc[76:]
+	}
+	msg.WriteString(enc + "\n--b1--\n")
+	base, _, _ := strings.Cut(filepath.Base(name), ":")
+	tmp := filepath.Join(b.root, filepath.Dir(filepath.Dir(name)), "tmp", base)
+	b.write(tmp, msg.Bytes(), 0o600)
+	b.rename(strings.TrimPrefix(tmp, b.root+"/"), name)
+}
+
 // linkAll gives each message a second name in .Lists.golang/cur (as
 // Dovecot's COPY does), and the first two a third one in .Trash/cur with
 // the T flag.
@@ -580,6 +612,8 @@ func (b backupSource) sideFiles() {
 	b.write(filepath.Join(b.root, "subscriptions"), []byte("Lists.golang\nTrash\n"), 0o644)
 	b.write(filepath.Join(b.root, "dovecot.index"), binaryContent("index", 40<<10), 0o600)
 	b.write(filepath.Join(b.root, "dovecot.index.log"), binaryContent("log", 8<<10+17), 0o600)
+	// Larger than one FUSE write (1 MiB) and than one restic chunk.
+	b.write(filepath.Join(b.root, "dovecot.index.cache"), binaryContent("cache", 3<<20+123), 0o600)
 	b.write(filepath.Join(b.root, ".Lists.golang/dovecot-uidlist"), []byte("3 V1733338001 N61\n"), 0o600)
 	b.write(filepath.Join(b.root, "tmp/1733338999.M1P2.host"), []byte("From: half\n"), 0o600)
 	b.chtimes(filepath.Join(b.root, "subscriptions"), oldSide)
