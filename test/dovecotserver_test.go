@@ -305,8 +305,9 @@ func freePort(t *testing.T) int {
 }
 
 // dovecotOnPackdir mounts a new store for the mail user (created with its
-// uid and gid before the mount) and starts Dovecot on it.
-func dovecotOnPackdir(t *testing.T) (*harness.Mount, *dovecotServer) {
+// uid and gid before the mount), with mountArgs added to `packdir mount`,
+// and starts Dovecot on it.
+func dovecotOnPackdir(t *testing.T, mountArgs ...string) (*harness.Mount, *dovecotServer) {
 	t.Helper()
 	harness.RequireRoot(t)
 	harness.RequireFuse(t)
@@ -317,7 +318,7 @@ func dovecotOnPackdir(t *testing.T) (*harness.Mount, *dovecotServer) {
 	harness.Run(t, "init", store)
 	harness.Run(t, "user", "add", "--uid", fmt.Sprint(mailUID), "--gid", fmt.Sprint(mailGID), mailUser, store)
 	mnt := mailUserDir(t)
-	m := harness.Start(t, store, mnt, "--user", mailUser)
+	m := harness.Start(t, store, mnt, append([]string{"--user", mailUser}, mountArgs...)...)
 	d := newDovecot(t, mnt)
 	d.start(t)
 	// Every test ends with a look at the log, after Dovecot has shut down.
