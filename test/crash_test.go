@@ -40,7 +40,7 @@ func TestKillUnderLoad(t *testing.T) {
 	mnt := t.TempDir()
 	harness.Run(t, "init", "--container-size", "256KiB", store) // seals under load too
 	m := harness.Start(t, store, mnt, "--user", "tester")
-	l := &ledger{msgs: map[[32]byte]*crashMsg{}}
+	l := &ledger{msgs: map[[32]byte]*crashMsg{}, gone: map[[32]byte]bool{}}
 	for round := 0; round < rounds && !t.Failed(); round++ {
 		crashRound(t, m, l, round, rng)
 		if round%4 == 3 {
@@ -121,6 +121,7 @@ type crashMsg struct {
 type ledger struct {
 	mu                           sync.Mutex
 	msgs                         map[[32]byte]*crashMsg
+	gone                         map[[32]byte]bool // deleted: must not come back
 	delivered, deleted, inflight int
 }
 
@@ -257,6 +258,10 @@ func (l *ledger) verify(t *testing.T, mnt string, round int) {
 	found := messageFiles(t, mnt)
 	for sum, paths := range found {
 		msg := l.msgs[sum]
+		if msg == nil && l.gone[sum] {
+			t.Errorf("round %d: %s holds a message deleted before (sha256 %x): it came back", round, paths, sum[:8])
+			continue
+		}
 		if msg == nil {
 			t.Errorf("round %d: %s holds bytes of no delivered message (sha256 %x): a partial message", round, paths, sum[:8])
 			continue
@@ -295,7 +300,8 @@ func (l *ledger) resolve(msg *crashMsg, got string) {
 	}
 	msg.at, msg.maybe, msg.inFlight = got, "", false
 	if got == "" {
-		delete(l.msgs, msg.sum) // its bytes must never appear again: unknown from now on
+		delete(l.msgs, msg.sum) // deleted, or never delivered: its bytes must not appear
+		l.gone[msg.sum] = true
 	}
 }
 
