@@ -2,7 +2,9 @@ package test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -233,23 +235,33 @@ func TestDovecotIndexFiles(t *testing.T) {
 }
 
 // createFolders checks the default folders, then CREATEs Lists.golang,
-// Work and Work.Projects, which must appear as Maildir++ folders.
+// Work, Work.Projects, "Old mail" and Entwürfe (modified UTF-7 on the
+// wire and on disk), which must appear as Maildir++ folders, and
+// SUBSCRIBEs to two of them, which Dovecot keeps in the Maildir's
+// subscriptions file.
 func createFolders(t *testing.T, c *imapClient, maildir string) {
 	t.Helper()
 	if got, want := c.listMailboxes(), []string{"Draft", "INBOX", "Outbox", "Trash"}; !slices.Equal(got, want) {
 		t.Errorf("LIST on a new tree: %q, want %q", got, want)
 	}
-	for _, box := range []string{"Lists.golang", "Work", "Work.Projects"} {
+	for _, box := range []string{"Lists.golang", "Work", "Work.Projects", "Old mail", "Entw&APw-rfe"} {
 		c.ok("CREATE %s", imapQuote(box))
 		requireFile(t, filepath.Join(maildir, "."+box, "maildirfolder"))
 		for _, sub := range []string{"tmp", "new", "cur"} {
 			requireDir(t, filepath.Join(maildir, "."+box, sub))
 		}
 	}
-	want := []string{"Draft", "INBOX", "Lists.golang", "Outbox", "Trash", "Work", "Work.Projects"}
+	want := []string{"Draft", "Entw&APw-rfe", "INBOX", "Lists.golang", "Old mail", "Outbox", "Trash", "Work", "Work.Projects"}
 	if got := c.listMailboxes(); !slices.Equal(got, want) {
 		t.Errorf("LIST after CREATE: %q, want %q", got, want)
 	}
+	c.ok(`SUBSCRIBE "Old mail"`)
+	c.ok(`SUBSCRIBE "Entw&APw-rfe"`)
+	untagged, _ := c.ok(`LSUB "" "*"`)
+	if !hasResponse(untagged, `* LSUB () "." "Old mail"`) || !hasResponse(untagged, `* LSUB () "." Entw&APw-rfe`) {
+		t.Errorf("LSUB after SUBSCRIBE: %q", texts(untagged))
+	}
+	requireFile(t, filepath.Join(maildir, "subscriptions"))
 }
 
 // appendCorpus APPENDs the messages to INBOX, the first one \Seen, and
@@ -299,6 +311,7 @@ func fetchCorpus(t *testing.T, c *imapClient, uids []uint32, msgs []dovecotMessa
 		}
 	}
 	fetchPartial(t, c, uids[0], crlf(msgs[0].raw), 200_000, 50_000)
+	fetchPartial(t, c, uids[len(uids)-1], crlf(msgs[len(msgs)-1].raw), 3_000_000, 100_000)
 }
 
 // fetchPartial FETCHes BODY[]<offset.n> of a message, which Dovecot serves
@@ -444,7 +457,7 @@ func renameAndDelete(t *testing.T, c *imapClient, maildir string, moved dovecotM
 	requireAbsent(t, filepath.Join(maildir, ".Job.Projects"))
 	c.ok("DELETE Job")
 	requireAbsent(t, filepath.Join(maildir, ".Job"))
-	if got, want := c.listMailboxes(), []string{"Draft", "INBOX", "Lists.golang", "Outbox", "Trash"}; !slices.Equal(got, want) {
+	if got, want := c.listMailboxes(), []string{"Draft", "Entw&APw-rfe", "INBOX", "Lists.golang", "Old mail", "Outbox", "Trash"}; !slices.Equal(got, want) {
 		t.Errorf("LIST after DELETE: %q, want %q", got, want)
 	}
 	for _, name := range readNames(t, maildir) {
@@ -507,9 +520,11 @@ type dovecotMessage struct {
 	raw  []byte
 }
 
-// corpusMessages returns the three largest hard_ham messages (300, 196 and
-// 104 KB) and the first six easy_ham ones by name. Each has Unix line
-// ends only and no NUL, as IMAP's CRLF form of it needs to be lossless.
+// dovecotCorpus returns the three largest hard_ham messages (300, 196 and
+// 104 KB), the first six easy_ham ones by name, and last a 4 MB one that
+// forwards the first easy_ham message with a 3 MiB attachment, as mail
+// with a large attachment comes. Each has Unix line ends only and no NUL,
+// as IMAP's CRLF form of it needs to be lossless.
 func dovecotCorpus(t *testing.T) []dovecotMessage {
 	t.Helper()
 	spam := filepath.Join(harness.Corpus(t), "spamassassin")
@@ -537,7 +552,34 @@ func dovecotCorpus(t *testing.T) []dovecotMessage {
 		}
 		msgs[i] = dovecotMessage{name: filepath.Base(p), raw: raw}
 	}
-	return msgs
+	return append(msgs, withAttachment(msgs[3], 3<<20))
+}
+
+// withAttachment returns a message that forwards msg as message/rfc822
+// with size bytes of deterministic pseudo-random data attached in base64,
+// in lines of 76 characters as MIME wants them.
+func withAttachment(msg dovecotMessage, size int) dovecotMessage {
+	data := make([]byte, size)
+	rand.NewChaCha8([32]byte{'p', 'a', 'c', 'k', 'd', 'i', 'r'}).Read(data)
+	encoded := base64.StdEncoding.EncodeToString(data)
+	var b bytes.Buffer
+	b.WriteString("From: packdir test <test@packdir.example>\n" +
+		"To: alice@packdir.example\n" +
+		"Subject: Fwd: with a 3 MiB attachment\n" +
+		"Message-ID: <attachment@packdir.example>\n" +
+		"MIME-Version: 1.0\n" +
+		"Content-Type: multipart/mixed; boundary=\"packdir-boundary\"\n\n" +
+		"--packdir-boundary\nContent-Type: message/rfc822\n\n")
+	b.Write(msg.raw)
+	b.WriteString("\n--packdir-boundary\n" +
+		"Content-Type: application/octet-stream; name=\"data.bin\"\n" +
+		"Content-Transfer-Encoding: base64\n\n")
+	for len(encoded) > 76 {
+		b.WriteString(encoded[:76] + "\n")
+		encoded = encoded[76:]
+	}
+	b.WriteString(encoded + "\n--packdir-boundary--\n")
+	return dovecotMessage{name: msg.name + " with an attachment", raw: b.Bytes()}
 }
 
 // lfOnlyHam returns the first n easy_ham messages by name that IMAP can
