@@ -55,10 +55,12 @@ func TestDovecotIMAP(t *testing.T) {
 // TestDovecotSessions has two sessions on one mailbox: a message the one
 // APPENDs reaches the other in IDLE as EXISTS, and then the other way round,
 // at a NOOP. A delivery, a flag rename and an unlink made through the mount
-// by another program reach a session at its NOOP. Then four sessions APPEND and flag messages in INBOX at once,
-// each its own, which takes Dovecot's fcntl locks on the index and its
-// shared mmaps of it across processes; every message must end up under one
-// UID with its flag and its bytes.
+// by another program reach a session at its NOOP. Then four sessions APPEND
+// and flag messages in INBOX at once, each its own, which takes Dovecot's
+// fcntl locks on the index and its shared mmaps of it across processes:
+// every message must end up under one UID with its flag and its bytes.
+// Last, four sessions set and clear a flag each on the same messages at
+// once, and only the flag none of them touched may remain.
 func TestDovecotSessions(t *testing.T) {
 	_, d := dovecotOnPackdir(t)
 	msgs := dovecotCorpus(t)
@@ -96,6 +98,37 @@ func TestDovecotSessions(t *testing.T) {
 				uid, msg.name, got[uid].flags, len(got[uid].body), len(crlf(msg.raw)))
 		}
 	}
+
+	concurrentFlags(t, d, []string{`\Seen`, `\Answered`, `\Draft`, `$Label1`}, uint32(2+len(appended)))
+	for uid, msg := range writer.fetch("1:*", false) {
+		if _, ours := appended[uid]; ours && !slices.Equal(msg.flags, []string{`\Flagged`}) {
+			t.Errorf("UID %d: FLAGS %q after every session set and cleared its flag, want \\Flagged", uid, msg.flags)
+		}
+	}
+}
+
+// concurrentFlags runs one IMAP session per flag at once, each setting its
+// flag on the messages of INBOX up to UID last, ten at a time, and then
+// clearing it again, three times over, so that several Dovecot processes
+// rename the same files in cur/ at the same time, each finding names the
+// others changed.
+func concurrentFlags(t *testing.T, d *dovecotServer, flags []string, last uint32) {
+	t.Helper()
+	t.Run("flaggers", func(t *testing.T) {
+		for _, flag := range flags {
+			t.Run(flag, func(t *testing.T) {
+				t.Parallel()
+				c := d.login(t)
+				c.selectBox("INBOX")
+				for _, op := range slices.Repeat([]string{"+FLAGS.SILENT", "-FLAGS.SILENT"}, 3) {
+					for uid := uint32(1); uid <= last; uid += 10 {
+						c.ok("UID STORE %d:%d %s (%s)", uid, uid+9, op, flag)
+						c.ok("NOOP")
+					}
+				}
+			})
+		}
+	})
 }
 
 // thirdPartyChanges changes a folder through the mount while a session

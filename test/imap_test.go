@@ -229,7 +229,9 @@ func (c *imapClient) fetch(set string, body bool) map[uint32]imapMessage {
 	untagged, _ := c.ok("UID FETCH %s (%s)", set, items)
 	msgs := make(map[uint32]imapMessage)
 	for _, r := range untagged {
-		if !fetchLine.MatchString(r.text) {
+		// A FETCH without UID is news of another session's flag change
+		// (RFC 3501 7.4.2), not an answer to this command.
+		if !fetchLine.MatchString(r.text) || !fetchUID.MatchString(r.text) {
 			continue
 		}
 		msg := parseFetch(c.t, r)
