@@ -18,9 +18,9 @@ import (
 )
 
 // TestDovecotIMAP serves a packdir mount with Dovecot, as a mail server
-// would, and drives it over IMAP: folders, APPEND of corpus messages, FETCH
-// byte for byte, flags, COPY, MOVE, EXPUNGE, RENAME and DELETE, each
-// checked on disk through the mount. Then a new Dovecot on a remounted
+// would, and drives it over IMAP: folders, a delivery by dovecot-lda,
+// APPEND of corpus messages, FETCH byte for byte, flags, COPY, MOVE,
+// EXPUNGE, RENAME and DELETE, each checked on disk through the mount. Then a new Dovecot on a remounted
 // store must find the same UIDs, UIDVALIDITY, flags and bytes, before and
 // after `doveadm force-resync`, with nothing in its log above Info.
 func TestDovecotIMAP(t *testing.T) {
@@ -29,6 +29,7 @@ func TestDovecotIMAP(t *testing.T) {
 	c := d.login(t)
 
 	createFolders(t, c, d.maildir)
+	deliverLDA(t, c, d, msgs[5])
 	uids := appendCorpus(t, c, d.maildir, msgs)
 	fetchCorpus(t, c, uids, msgs)
 	storeFlags(t, c, d.maildir, uids)
@@ -295,6 +296,21 @@ func createFolders(t *testing.T, c *imapClient, maildir string) {
 		t.Errorf("LSUB after SUBSCRIBE: %q", texts(untagged))
 	}
 	requireFile(t, filepath.Join(maildir, "subscriptions"))
+}
+
+// deliverLDA delivers a message into Lists.golang with dovecot-lda, as
+// the first of the folder: the file in the folder must be the corpus file
+// byte for byte, and IMAP must serve it.
+func deliverLDA(t *testing.T, c *imapClient, d *dovecotServer, msg dovecotMessage) {
+	t.Helper()
+	d.deliver(t, "Lists.golang", msg.raw)
+	requireBytes(t, requireMessage(t, filepath.Join(d.maildir, ".Lists.golang"), 1), msg)
+	if _, n := c.examineBox("Lists.golang"); n != 1 {
+		t.Fatalf("Lists.golang holds %d messages after a delivery, want 1", n)
+	}
+	if got := c.fetch("1", true)[1]; !bytes.Equal(got.body, crlf(msg.raw)) {
+		t.Errorf("the message dovecot-lda delivered reads %d bytes over IMAP, want the %d delivered", len(got.body), len(crlf(msg.raw)))
+	}
 }
 
 // appendCorpus APPENDs the messages to INBOX, the first one \Seen, and

@@ -232,6 +232,18 @@ func (d *dovecotServer) doveadm(t *testing.T, args ...string) {
 	}
 }
 
+// deliver delivers msg into mailbox with dovecot-lda, Dovecot's own MDA,
+// as a mail transfer agent would run it (as root; it takes the user's uid
+// from the userdb), and fails the test unless it exits 0.
+func (d *dovecotServer) deliver(t *testing.T, mailbox string, msg []byte) {
+	t.Helper()
+	cmd := exec.Command("/usr/lib/dovecot/dovecot-lda", "-c", d.conf, "-d", mailUser, "-m", mailbox)
+	cmd.Stdin = bytes.NewReader(msg)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("dovecot-lda -d %s -m %s: %v\n%s", mailUser, mailbox, err, out)
+	}
+}
+
 // checkLog fails the test on any error, warning, fatal or panic in
 // Dovecot's log: a mail server that finds its Maildir corrupted, or a file
 // changed under it, says so there.
