@@ -231,7 +231,7 @@ func (s *Store) openIndex() error {
 	err := verifyIndexFile(s.indexPath())
 	var db *bolt.DB
 	if err == nil {
-		db, err = bolt.Open(s.indexPath(), 0o600, &bolt.Options{
+		db, err = openBolt(s.indexPath(), &bolt.Options{
 			Timeout:        200 * time.Millisecond,
 			NoSync:         true, // the containers are the journal: see FORMAT.md, write ordering
 			NoFreelistSync: true,

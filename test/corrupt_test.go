@@ -69,13 +69,18 @@ func TestCorruptMessageContained(t *testing.T) {
 	m.Stop(t) // fails the test unless the daemon exits 0
 }
 
+// deliveries numbers the messages deliverAll delivers, so that no two
+// get the same name.
+var deliveries int
+
 // deliverAll delivers msgs into cur/ (tmp, rename to new, to cur as seen)
 // and returns their names.
 func deliverAll(t *testing.T, mnt string, msgs [][]byte) []string {
 	t.Helper()
 	var names []string
-	for i, data := range msgs {
-		name := fmt.Sprintf("%d.M%dP2.corrupt", time.Now().Unix(), i)
+	for _, data := range msgs {
+		deliveries++
+		name := fmt.Sprintf("%d.M%dP%d.corrupt", time.Now().Unix(), deliveries, os.Getpid())
 		tmp := filepath.Join(mnt, "tmp", name)
 		mustDo(t, os.WriteFile(tmp, data, 0o600))
 		mustDo(t, os.Rename(tmp, filepath.Join(mnt, "new", name)))
