@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/packdir/packdir/backend/record"
 	"github.com/packdir/packdir/test/harness"
 )
 
@@ -271,4 +273,55 @@ func diffLines(a, b string) string {
 		out = append(out[:40], fmt.Sprintf("... %d more", len(out)-40))
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestRebuildRefusedWhileMounted: `packdir fsck --rebuild` on a mounted
+// store refuses and leaves index.db alone; a rebuild beside the running
+// daemon would replay (and could cut as a torn tail) the journal the
+// daemon is appending to.
+func TestRebuildRefusedWhileMounted(t *testing.T) {
+	harness.RequireFuse(t)
+	store := filepath.Join(t.TempDir(), "store")
+	mnt := t.TempDir()
+	harness.Run(t, "init", store)
+	harness.Start(t, store, mnt, "--user", "tester")
+	deliverAll(t, mnt, [][]byte{[]byte("Subject: one\n\nbody\n")})
+	stdout, stderr, code := harness.RunExit(t, "fsck", "--rebuild", store)
+	if code == 0 || !strings.Contains(stderr, "in use by a running packdir") {
+		t.Errorf("fsck --rebuild on a mounted store: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if old, _ := filepath.Glob(filepath.Join(store, "index.db.old-*")); len(old) > 0 {
+		t.Errorf("fsck --rebuild moved the index of a mounted store to %s", old)
+	}
+	deliverAll(t, mnt, [][]byte{[]byte("Subject: two\n\nbody\n")}) // the daemon serves on
+}
+
+// TestRebuildFailureKeepsIndex: a rebuild that cannot replay the journal
+// (a damaged record in a sealed container) puts the old index back, so
+// that the store still mounts and every undamaged message reads.
+func TestRebuildFailureKeepsIndex(t *testing.T) {
+	harness.RequireFuse(t)
+	store := filepath.Join(t.TempDir(), "store")
+	mnt := t.TempDir()
+	harness.Run(t, "init", "--container-size", "64KiB", store)
+	m := harness.Start(t, store, mnt, "--user", "tester")
+	msgs := corpusMessages(t, ".easy_ham", 60)
+	names := deliverAll(t, mnt, msgs)
+	m.Stop(t)
+	pack := filepath.Join(store, "containers", "00000001.pack")
+	if _, err := os.Stat(filepath.Join(store, "containers", "00000002.pack")); err != nil {
+		t.Fatalf("want container 1 sealed: %v", err)
+	}
+	flipAt(t, pack, payloadOffset(t, pack, msgs[0])+record.RecordHeaderSize+32+5)
+
+	stdout, stderr, code := harness.RunExit(t, "fsck", "--rebuild", store)
+	if code == 0 || !strings.Contains(stdout, "the rebuild failed: put the index back") {
+		t.Fatalf("fsck --rebuild over a damaged sealed container: exit %d\n%s%s", code, stdout, stderr)
+	}
+	harness.Start(t, store, mnt, "--user", "tester")
+	for i, name := range names[1:] {
+		if got, err := os.ReadFile(filepath.Join(mnt, "cur", name)); err != nil || !bytes.Equal(got, msgs[i+1]) {
+			t.Errorf("%s after the failed rebuild: %v", name, err)
+		}
+	}
 }

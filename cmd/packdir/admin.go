@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/packdir/packdir/backend"
 	"github.com/packdir/packdir/fs"
@@ -174,13 +175,17 @@ func runFsck(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	old := ""
 	if c.Bool("rebuild") {
-		if err := setIndexAside(a[0]); err != nil {
+		if old, err = setIndexAside(a[0]); err != nil {
 			return err
 		}
 	}
 	s, err := openStore(a[0])
 	if err != nil {
+		if old != "" {
+			restoreIndex(a[0], old)
+		}
 		return err
 	}
 	defer s.Close()
@@ -200,21 +205,49 @@ func runFsck(c *cli.Context) error {
 	return nil
 }
 
-// setIndexAside moves index.db out of the way so that Open rebuilds it.
-func setIndexAside(dir string) error {
+// setIndexAside moves index.db out of the way so that Open rebuilds it,
+// and returns where it went ("" if there was none). It refuses while a
+// packdir has the store open: that one holds bbolt's lock on the file, and
+// a rebuild beside it would replay, and maybe cut as a torn tail, the
+// journal it is appending to.
+func setIndexAside(dir string) (string, error) {
 	if !backend.Exists(dir) {
-		return fmt.Errorf("%s is not a packdir store", dir)
+		return "", fmt.Errorf("%s is not a packdir store", dir)
 	}
 	idx := filepath.Join(dir, "index.db")
-	if _, err := os.Stat(idx); os.IsNotExist(err) {
-		return nil
+	f, err := os.Open(idx)
+	if os.IsNotExist(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	defer f.Close() // holds the lock until the index is out of the way
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return "", fmt.Errorf("store %s is in use by a running packdir; unmount it first", dir)
 	}
 	old := fmt.Sprintf("%s.old-%s", idx, time.Now().Format("20060102T150405"))
 	if err := os.Rename(idx, old); err != nil {
-		return err
+		return "", err
 	}
 	fmt.Printf("moved the index to %s; rebuilding it from the containers\n", old)
-	return nil
+	return old, nil
+}
+
+// restoreIndex puts the index set aside back after a failed rebuild, so
+// that a store whose journal cannot be replayed whole (a damaged record)
+// still mounts with the index it had.
+func restoreIndex(dir, old string) {
+	idx := filepath.Join(dir, "index.db")
+	if err := os.Remove(idx); err != nil && !os.IsNotExist(err) {
+		fmt.Fprintf(os.Stderr, "packdir: the rebuild failed and %s cannot be removed: %v\n", idx, err)
+		return
+	}
+	if err := os.Rename(old, idx); err != nil {
+		fmt.Fprintf(os.Stderr, "packdir: the rebuild failed and %s cannot be put back: %v\n", old, err)
+		return
+	}
+	fmt.Printf("the rebuild failed: put the index back from %s\n", old)
 }
 
 func statsCommand() *cli.Command {
