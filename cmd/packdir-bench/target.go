@@ -25,6 +25,7 @@ type target struct {
 	bin, store string
 	args       []string
 	logPath    string
+	conn       string // FUSE connection number, for an abort
 	cmd        *exec.Cmd
 	exited     chan error
 }
@@ -87,7 +88,8 @@ func (t *target) mount() error {
 			return fmt.Errorf("packdir mount exited before mounting (%v); see %s", err, t.logPath)
 		default:
 		}
-		if ok, err := isFuseMount(t.root); err != nil || ok {
+		if conn, err := fuseConn(t.root); err != nil || conn != "" {
+			t.conn = conn
 			return err
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -116,15 +118,32 @@ func (t *target) unmount() error {
 }
 
 // kill ends the daemon by its PID and detaches the mount if it is left.
+// A daemon stuck in the kernel (a request to its own mount while it
+// exits) ignores SIGKILL: aborting its FUSE connection frees it.
 func (t *target) kill() {
 	if t.cmd != nil {
 		t.cmd.Process.Kill()
-		<-t.exited
+		select {
+		case <-t.exited:
+		case <-time.After(10 * time.Second):
+			fmt.Fprintf(os.Stderr, "packdir-bench: daemon %d stuck after SIGKILL; aborting its FUSE connection %s\n", t.pid(), t.conn)
+			abortConn(t.conn)
+			<-t.exited
+		}
 		t.cmd = nil
 	}
 	if ok, _ := isFuseMount(t.root); ok {
 		syscall.Unmount(t.root, syscall.MNT_DETACH)
 	}
+}
+
+// abortConn aborts FUSE connection conn through fusectl.
+func abortConn(conn string) {
+	const ctl = "/sys/fs/fuse/connections"
+	if _, err := os.Stat(filepath.Join(ctl, conn)); err != nil {
+		syscall.Mount("none", ctl, "fusectl", 0, "")
+	}
+	os.WriteFile(filepath.Join(ctl, conn, "abort"), []byte("1"), 0)
 }
 
 // pid is the daemon's process id, 0 for the native target.
@@ -175,9 +194,16 @@ func (t *target) rssBytes() (int64, error) {
 
 // isFuseMount reports whether dir is a FUSE mount point.
 func isFuseMount(dir string) (bool, error) {
+	conn, err := fuseConn(dir)
+	return conn != "", err
+}
+
+// fuseConn returns the FUSE connection number (the device minor) of the
+// mount on dir, or "" if dir is no FUSE mount.
+func fuseConn(dir string) (string, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -188,9 +214,10 @@ func isFuseMount(dir string) (bool, error) {
 		}
 		for i, f := range fields {
 			if f == "-" && i+1 < len(fields) && strings.HasPrefix(fields[i+1], "fuse") {
-				return true, nil
+				_, minor, _ := strings.Cut(fields[2], ":")
+				return minor, nil
 			}
 		}
 	}
-	return false, sc.Err()
+	return "", sc.Err()
 }
