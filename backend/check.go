@@ -64,7 +64,42 @@ func (s *Store) checkContainers(r *Report) error {
 	if lastSeq != s.seq {
 		r.problem("journal ends at sequence %d but the store has appended %d", lastSeq, s.seq)
 	}
-	return nil
+	return s.db.View(func(tx *bolt.Tx) error { return s.checkContainerFiles(ix{tx}, nums, r) })
+}
+
+// checkContainerFiles compares the container files on disk with the
+// index's list, so that no file is leaked (by an interrupted compaction
+// or otherwise) without fsck seeing it, and none is missing.
+func (s *Store) checkContainerFiles(x ix, nums []uint32, r *Report) error {
+	onDisk := map[uint32]bool{}
+	for _, n := range nums {
+		onDisk[n] = true
+		c, err := x.container(n)
+		v := x.tx.Bucket(bucketContainers).Get(containerKey(n))
+		switch {
+		case err != nil:
+			r.problem("container %d: %v", n, err)
+		case v == nil:
+			r.problem("container %d is on disk but not in the index (%d bytes nothing refers to)", n, s.fileSize(n))
+		case c.Deleted:
+			r.problem("container %d was compacted away but its file is still on disk", n)
+		}
+	}
+	return x.tx.Bucket(bucketContainers).ForEach(func(k, v []byte) error {
+		c, err := decodeContainerInfo(v)
+		if n := containerNum(k); err == nil && !c.Deleted && !onDisk[n] {
+			r.problem("container %d is in the index but its file is missing", n)
+		}
+		return nil
+	})
+}
+
+func (s *Store) fileSize(n uint32) int64 {
+	fi, err := os.Stat(s.files.path(n))
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
 }
 
 func (s *Store) checkContainer(n uint32, r *Report, lastSeq *uint64) error {

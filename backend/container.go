@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,7 +25,8 @@ type container struct {
 
 // containerFiles keeps one open file per container for reads; the active
 // container's file is also the one appended to. Files stay open until the
-// store closes, so a reader never races a close.
+// store closes or compaction deletes the container; reads hold mu's read
+// lock, so a reader never races that close.
 type containerFiles struct {
 	dir   string
 	mu    sync.RWMutex
@@ -34,6 +36,45 @@ type containerFiles struct {
 func containerName(n uint32) string { return fmt.Sprintf("%08d.pack", n) }
 
 func (c *containerFiles) path(n uint32) string { return filepath.Join(c.dir, containerName(n)) }
+
+// errContainerGone is returned for a read from a container that
+// compaction has deleted; the caller looks the payload up again.
+var errContainerGone = errors.New("backend: container was compacted away")
+
+// readAt reads from container n under the read lock, so that compaction
+// cannot close the file in the middle of the read.
+func (c *containerFiles) readAt(n uint32, buf []byte, off int64) error {
+	for {
+		c.mu.RLock()
+		f := c.files[n]
+		if f != nil {
+			_, err := f.ReadAt(buf, off)
+			c.mu.RUnlock()
+			return err
+		}
+		c.mu.RUnlock()
+		if _, err := c.get(n); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return errContainerGone
+			}
+			return err
+		}
+	}
+}
+
+// remove closes container n's file and deletes it.
+func (c *containerFiles) remove(n uint32) error {
+	c.mu.Lock()
+	if f := c.files[n]; f != nil {
+		f.Close()
+		delete(c.files, n)
+	}
+	c.mu.Unlock()
+	if err := os.Remove(c.path(n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("backend: delete container %d: %w", n, err)
+	}
+	return syncDir(c.dir)
+}
 
 // get returns container n's file, opening it read-only on first use.
 func (c *containerFiles) get(n uint32) (*os.File, error) {
@@ -182,8 +223,14 @@ func (s *Store) appendLocked(x ix, typ record.Type, body []byte) (int64, error) 
 }
 
 func (s *Store) writeLocked(x ix, typ record.Type, body []byte) (int64, error) {
+	return s.writeRecordLocked(x, record.Record{Type: typ, Body: body})
+}
+
+// writeRecordLocked appends r, numbered with the next sequence number.
+func (s *Store) writeRecordLocked(x ix, r record.Record) (int64, error) {
 	a := s.active
-	s.buf = record.Append(s.buf[:0], record.Record{Type: typ, Seq: s.seq + 1, Body: body})
+	r.Seq = s.seq + 1
+	s.buf = record.Append(s.buf[:0], r)
 	off := a.size
 	if _, err := a.f.WriteAt(s.buf, off); err != nil {
 		// Leave no partial record behind: the next append starts here.
@@ -219,7 +266,7 @@ func (s *Store) roomLocked(x ix, size int64, payload bool) error {
 	if a.size+size <= s.cfg.ContainerSize || a.records == 0 {
 		return nil
 	}
-	if s.cfg.MaxContainers > 0 && int(a.num) >= s.cfg.MaxContainers {
+	if s.cfg.MaxContainers > 0 && x.liveContainers() >= s.cfg.MaxContainers {
 		if payload {
 			return ErrNoSpace
 		}
@@ -258,17 +305,31 @@ func (s *Store) sealLocked(x ix) error {
 	if err := x.putContainer(next.num, containerInfo{Written: uint64(next.size)}); err != nil {
 		return err
 	}
+	s.kickCompaction()
 	return x.putMetaUint64(keyActive, uint64(next.num))
+}
+
+// liveContainers counts the containers that are not compacted away.
+// Container numbers keep growing after compaction, so the store limit
+// counts containers, not numbers.
+func (x ix) liveContainers() int {
+	n := 0
+	x.tx.Bucket(bucketContainers).ForEach(func(_, v []byte) error {
+		if c, err := decodeContainerInfo(v); err == nil && !c.Deleted {
+			n++
+		}
+		return nil
+	})
+	return n
 }
 
 // readRecord reads and verifies the whole record at off in container n.
 func (s *Store) readRecord(n uint32, off int64, bodyLen int) (record.Record, error) {
-	f, err := s.files.get(n)
-	if err != nil {
-		return record.Record{}, err
-	}
 	buf := make([]byte, record.EncodedSize(bodyLen))
-	if _, err := f.ReadAt(buf, off); err != nil {
+	if err := s.files.readAt(n, buf, off); err != nil {
+		if err == errContainerGone {
+			return record.Record{}, err
+		}
 		return record.Record{}, &CorruptError{Container: n, Offset: off, Reason: "cannot read record: " + err.Error()}
 	}
 	r, _, err := record.Decode(buf, uint32(s.cfg.ContainerSize))

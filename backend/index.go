@@ -19,7 +19,7 @@ import (
 //	inodes     u64 ino (BE)              inode record (see encodeInode)
 //	dirents    u64 parent (BE) + name    u64 ino, u32 mode
 //	payloads   [32]byte sha256           u32 container, u64 offset, u64 length, u32 refs
-//	containers u32 number (BE)           u64 written, u64 live, u8 sealed
+//	containers u32 number (BE)           u64 written, u64 live, u8 state (0 active, 1 sealed, 2 deleted)
 var (
 	bucketMeta       = []byte("meta")
 	bucketUsers      = []byte("users")
@@ -165,22 +165,38 @@ type containerInfo struct {
 	Written uint64 // bytes, header included
 	Live    uint64 // bytes of payload records some inode still holds
 	Sealed  bool
+	// Deleted marks a container that compaction has emptied: nothing in
+	// the index points into it and its file is (being) deleted. The entry
+	// stays as a tombstone so that Open finishes an interrupted deletion
+	// and fsck can tell a leftover file from a lost one.
+	Deleted bool
 }
+
+// Values of a container entry's state byte.
+const (
+	containerActive  = 0
+	containerSealed  = 1
+	containerDeleted = 2
+)
 
 func encodeContainerInfo(c containerInfo) []byte {
 	b := binary.LittleEndian.AppendUint64(make([]byte, 0, 17), c.Written)
 	b = binary.LittleEndian.AppendUint64(b, c.Live)
-	if c.Sealed {
-		return append(b, 1)
+	switch {
+	case c.Deleted:
+		return append(b, containerDeleted)
+	case c.Sealed:
+		return append(b, containerSealed)
 	}
-	return append(b, 0)
+	return append(b, containerActive)
 }
 
 func decodeContainerInfo(b []byte) (containerInfo, error) {
-	if len(b) != 17 {
+	if len(b) != 17 || b[16] > containerDeleted {
 		return containerInfo{}, &IndexError{Reason: fmt.Sprintf("container entry of %d bytes", len(b))}
 	}
-	return containerInfo{Written: binary.LittleEndian.Uint64(b), Live: binary.LittleEndian.Uint64(b[8:]), Sealed: b[16] == 1}, nil
+	return containerInfo{Written: binary.LittleEndian.Uint64(b), Live: binary.LittleEndian.Uint64(b[8:]),
+		Sealed: b[16] != containerActive, Deleted: b[16] == containerDeleted}, nil
 }
 
 func containerKey(n uint32) []byte { return binary.BigEndian.AppendUint32(nil, n) }

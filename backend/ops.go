@@ -474,6 +474,17 @@ func (s *Store) OpenMessage(ino uint64) (*Message, error) {
 }
 
 func (s *Store) openMessage(ino uint64) (*Message, error) {
+	for {
+		m, err := s.openMessageOnce(ino)
+		// Compaction moved the payload and deleted its old container
+		// between the lookup and the read: the index points at the copy.
+		if err != errContainerGone {
+			return m, err
+		}
+	}
+}
+
+func (s *Store) openMessageOnce(ino uint64) (*Message, error) {
 	var loc payloadLoc
 	err := s.db.View(func(tx *bolt.Tx) error {
 		x := ix{tx}

@@ -34,6 +34,10 @@ func (s *Store) recover() error {
 	}
 	if pos.Container == 0 {
 		pos = journalPos{Container: nums[0], End: record.HeaderSize}
+		if s.rebuild, err = s.findCheckpoint(nums); err != nil {
+			return err
+		}
+		defer func() { s.rebuild = nil }()
 	}
 	s.seq = pos.Seq
 	var last replayed
@@ -176,6 +180,12 @@ func (s *Store) replayRecord(x ix, n uint32, off int64, rec record.Record, fx *e
 		op, err := record.ParseOp(rec.Body)
 		if err != nil {
 			return &CorruptError{Container: n, Offset: off, Reason: err.Error()}
+		}
+		if skip, err := s.rebuild.checkpointOp(x, rec.Seq, &op); skip || err != nil {
+			if err != nil {
+				return &CorruptError{Container: n, Offset: off, Reason: fmt.Sprintf("%s op does not apply: %v", op.Code, err)}
+			}
+			return nil
 		}
 		if err := apply(x, &op, fx); err != nil {
 			return &CorruptError{Container: n, Offset: off, Reason: fmt.Sprintf("%s op does not apply: %v", op.Code, err)}

@@ -46,7 +46,7 @@ func (s *Store) Stats() (Stats, error) {
 		}
 		return tx.Bucket(bucketContainers).ForEach(func(k, v []byte) error {
 			c, err := decodeContainerInfo(v)
-			if err != nil {
+			if err != nil || c.Deleted {
 				return err
 			}
 			st.Containers = append(st.Containers, ContainerStats{Number: uint32(inoFromKey(append(make([]byte, 4), k...))), Bytes: c.Written, Live: c.Live, Sealed: c.Sealed})

@@ -38,6 +38,9 @@ type Config struct {
 	ContainerSize  int64  `json:"container_size"`
 	MaxContainers  int    `json:"max_containers"` // 0: no limit
 	MaxMessageSize int64  `json:"max_message_size"`
+	// CompactThreshold is the dead share, in percent, from which a sealed
+	// container is compacted (0: DefaultCompactThreshold).
+	CompactThreshold int `json:"compact_threshold,omitempty"`
 }
 
 // Options tune an open store; the zero value is the default.
@@ -47,6 +50,12 @@ type Options struct {
 	SyncInterval time.Duration
 	// SyncAlways makes every op durable before it returns.
 	SyncAlways bool
+	// AutoCompact compacts in the background, after a container is
+	// sealed and every CompactInterval (0: one minute).
+	AutoCompact     bool
+	CompactInterval time.Duration
+	// CompactThreshold overrides the store's compaction threshold.
+	CompactThreshold int
 }
 
 // Store is an open packdir store. Its methods are safe for concurrent use.
@@ -68,6 +77,12 @@ type Store struct {
 
 	files containerFiles
 	sync  syncer
+
+	// compactMu lets one compaction run at a time.
+	compactMu sync.Mutex
+	compactor compactor
+	// rebuild is set while the index is rebuilt from the containers.
+	rebuild *rebuildState
 }
 
 // Exists reports whether dir holds a store.
@@ -88,6 +103,9 @@ func Init(dir string, cfg Config) error {
 	}
 	if cfg.MaxMessageSize == 0 {
 		cfg.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if cfg.CompactThreshold < 0 || cfg.CompactThreshold > 100 {
+		return fmt.Errorf("backend: compaction threshold %d%% is not between 0 and 100", cfg.CompactThreshold)
 	}
 	if cfg.ContainerSize < 64<<10 {
 		return fmt.Errorf("backend: container size %d is below the minimum of 64 KiB", cfg.ContainerSize)
@@ -198,6 +216,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.sync.start(s)
+	if opts.AutoCompact {
+		s.startCompactor()
+	}
 	return s, nil
 }
 
@@ -220,6 +241,9 @@ func (s *Store) open() error {
 		return fmt.Errorf("backend: %w", err)
 	}
 	if err := s.recover(); err != nil {
+		return err
+	}
+	if err := s.removeCompacted(); err != nil {
 		return err
 	}
 	return s.removeOrphanSpool()
@@ -256,6 +280,7 @@ func (s *Store) Close() error {
 		return ErrClosed
 	}
 	s.mu.Unlock()
+	s.stopCompactor()
 	err := s.Sync()
 	s.sync.stop()
 	s.mu.Lock()

@@ -20,12 +20,25 @@ const (
 	OpCommit  OpCode = 7
 	OpSpool   OpCode = 8
 	OpSymlink OpCode = 9
+	OpQuota   OpCode = 10
+
+	// Checkpoint ops: absolute state written by compaction, so that the
+	// containers it deletes are no longer needed to rebuild the index.
+	// Only a rebuild reads them; replay after a crash skips them.
+	OpCkptBegin OpCode = 32
+	OpCkptInode OpCode = 33
+	OpCkptEntry OpCode = 34
+	OpCkptUser  OpCode = 35
+	OpCkptQuota OpCode = 36
+	OpCkptEnd   OpCode = 37
 )
 
 var opNames = [...]string{
 	OpUser: "user", OpCreate: "create", OpLink: "link", OpUnlink: "unlink",
 	OpRename: "rename", OpSetattr: "setattr", OpCommit: "commit",
-	OpSpool: "spool", OpSymlink: "symlink",
+	OpSpool: "spool", OpSymlink: "symlink", OpQuota: "quota",
+	OpCkptBegin: "ckpt-begin", OpCkptInode: "ckpt-inode", OpCkptEntry: "ckpt-entry",
+	OpCkptUser: "ckpt-user", OpCkptQuota: "ckpt-quota", OpCkptEnd: "ckpt-end",
 }
 
 func (c OpCode) String() string {
@@ -35,7 +48,10 @@ func (c OpCode) String() string {
 	return fmt.Sprintf("OpCode(%d)", uint8(c))
 }
 
-func (c OpCode) known() bool { return c >= OpUser && c <= OpSymlink }
+func (c OpCode) known() bool { return int(c) < len(opFields) && opFields[c] != nil }
+
+// Checkpoint reports whether c is one of the checkpoint ops.
+func (c OpCode) Checkpoint() bool { return c >= OpCkptBegin && c <= OpCkptEnd }
 
 // Setattr mask bits (Op.Mask): which attributes a setattr op sets.
 const (
@@ -78,6 +94,10 @@ type Op struct {
 	Size      uint64
 	Hash      [32]byte // payload SHA-256 (OpCommit)
 	Target    string   // symlink target
+	Nlink     uint32   // ckpt-inode: names of a file
+	Subdirs   uint32   // ckpt-inode: child directories of a directory
+	Seq       uint64   // ckpt-end: sequence number of its ckpt-begin
+	Count     uint64   // quota: messages; ckpt-end: records of the checkpoint
 }
 
 // field names one encoded field of an op; opFields lists them per code in
@@ -100,6 +120,10 @@ const (
 	fSize
 	fHash
 	fTarget
+	fNlink
+	fSubdirs
+	fSeq
+	fCount
 )
 
 var fieldNames = [...]string{
@@ -107,6 +131,7 @@ var fieldNames = [...]string{
 	fNewName: "newname", fMode: "mode", fUID: "uid", fGID: "gid",
 	fFlags: "flags", fMask: "mask", fAtime: "atime", fMtime: "mtime",
 	fSize: "size", fHash: "hash", fTarget: "target",
+	fNlink: "nlink", fSubdirs: "subdirs", fSeq: "seq", fCount: "count",
 }
 
 var opFields = [...][]field{
@@ -119,6 +144,14 @@ var opFields = [...][]field{
 	OpCommit:  {fIno, fHash, fSize, fMtime},
 	OpSpool:   {fIno},
 	OpSymlink: {fParent, fName, fIno, fTarget, fUID, fGID},
+	OpQuota:   {fUID, fSize, fCount},
+
+	OpCkptBegin: {fIno},
+	OpCkptInode: {fIno, fMode, fUID, fGID, fNlink, fSubdirs, fAtime, fMtime, fSize, fParent, fHash, fTarget},
+	OpCkptEntry: {fParent, fName, fIno, fMode},
+	OpCkptUser:  {fName, fIno, fUID, fGID},
+	OpCkptQuota: {fUID, fSize, fCount},
+	OpCkptEnd:   {fSeq, fCount},
 }
 
 // opHeaderSize is the op code byte plus the 8-byte time.
@@ -172,6 +205,14 @@ func appendField(dst []byte, op *Op, f field) []byte {
 		return append(dst, op.Hash[:]...)
 	case fTarget:
 		return appendString(dst, op.Target)
+	case fNlink:
+		return le.AppendUint32(dst, op.Nlink)
+	case fSubdirs:
+		return le.AppendUint32(dst, op.Subdirs)
+	case fSeq:
+		return le.AppendUint64(dst, op.Seq)
+	case fCount:
+		return le.AppendUint64(dst, op.Count)
 	}
 	panic("record: appendField: unknown field")
 }
@@ -257,6 +298,14 @@ func (d *decoder) field(op *Op, f field) bool {
 		return d.hash(&op.Hash)
 	case fTarget:
 		return d.str(&op.Target)
+	case fNlink:
+		return d.u32(&op.Nlink)
+	case fSubdirs:
+		return d.u32(&op.Subdirs)
+	case fSeq:
+		return d.u64(&op.Seq)
+	case fCount:
+		return d.u64(&op.Count)
 	}
 	panic("record: decoder: unknown field")
 }

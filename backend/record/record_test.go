@@ -321,7 +321,7 @@ func TestParseOpErrors(t *testing.T) {
 		{"empty", nil, "too short"},
 		{"no time", []byte{1, 0, 0}, "too short"},
 		{"code 0", le{}.u8(0).u64(0), "unknown op code 0"},
-		{"code 10", le{}.u8(10).u64(0).u64(1), "unknown op code 10"},
+		{"code 11", le{}.u8(11).u64(0).u64(1), "unknown op code 11"},
 		{"trailing", opHead(OpSpool).u64(1).u8(0), "1 trailing bytes"},
 		{"string overrun", opHead(OpUnlink).u64(3).u32(0xffff).u8('a'), "unlink: body ends inside name"},
 		{"string length cut", opHead(OpUnlink).u64(3).u8(1), "body ends inside name"},
@@ -351,7 +351,7 @@ func TestAppendOpPanics(t *testing.T) {
 		"long name":   {Code: OpUnlink, Name: strings.Repeat("n", 65536)},
 		"long target": {Code: OpSymlink, Target: strings.Repeat("t", 65536)},
 		"code 0":      {Code: 0},
-		"code 10":     {Code: 10},
+		"code 11":     {Code: 11},
 	} {
 		t.Run(name, func(t *testing.T) {
 			defer func() {

@@ -26,13 +26,17 @@ func initCommand() *cli.Command {
 			&cli.StringFlag{Name: "container-size", Value: "1GiB", Usage: "seal a container at this size"},
 			&cli.IntFlag{Name: "max-containers", Usage: "the store is full at this many containers (0: no limit)"},
 			&cli.StringFlag{Name: "max-message-size", Value: "64MiB", Usage: "refuse larger messages with EFBIG"},
+			&cli.IntFlag{Name: "compact-threshold", Value: backend.DefaultCompactThreshold, Usage: "compact a sealed container once this percentage of it is dead"},
 		},
 		Action: func(c *cli.Context) error {
 			a, err := args(c, "STORE")
 			if err != nil {
 				return err
 			}
-			cfg := backend.Config{MaxContainers: c.Int("max-containers")}
+			cfg := backend.Config{MaxContainers: c.Int("max-containers"), CompactThreshold: c.Int("compact-threshold")}
+			if cfg.CompactThreshold < 1 || cfg.CompactThreshold > 100 {
+				return usagef("--compact-threshold is a percentage from 1 to 100")
+			}
 			if cfg.ContainerSize, err = parseSize("--container-size", c.String("container-size")); err != nil {
 				return err
 			}
@@ -308,4 +312,49 @@ func runStats(c *cli.Context) error {
 		fmt.Fprintf(w, "  %08d.pack\t%d bytes\t%d live\t%s\n", ct.Number, ct.Bytes, ct.Live, sealed)
 	}
 	return w.Flush()
+}
+
+func compactCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "compact",
+		Usage:     "rewrite containers whose dead share passes the threshold, and delete them",
+		ArgsUsage: "STORE",
+		Description: "A mounted store does this by itself in the background; this command is for\n" +
+			"an unmounted one. It prints the containers and bytes it reclaimed.\n\n" +
+			"Examples:\n   packdir compact /srv/mail/store\n   packdir compact --threshold 10 /srv/mail/store",
+		OnUsageError: onUsageError,
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "threshold", Usage: "dead share in percent from which a container is compacted (default: the store's)"},
+			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+		},
+		Action: runCompact,
+	}
+}
+
+func runCompact(c *cli.Context) error {
+	a, err := args(c, "STORE")
+	if err != nil {
+		return err
+	}
+	if t := c.Int("threshold"); t < 0 || t > 100 {
+		return usagef("--threshold is a percentage from 1 to 100")
+	}
+	s, err := openStore(a[0])
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	res, err := s.Compact(c.Int("threshold"))
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return json.NewEncoder(os.Stdout).Encode(res)
+	}
+	fmt.Printf("reclaimed %d containers, %d bytes (copied %d bytes of live messages, wrote a %d-byte checkpoint)\n",
+		res.Containers, res.Reclaimed, res.Copied, res.Checkpoint)
+	for _, r := range res.SkippedReasons {
+		fmt.Println("kept:", r)
+	}
+	return nil
 }

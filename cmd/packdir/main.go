@@ -59,7 +59,7 @@ func newApp() *cli.App {
 		OnUsageError:    onUsageError,
 		Action:          unknownCommand,
 		Commands: []*cli.Command{
-			mountCommand(), initCommand(), userCommand(), fsckCommand(), statsCommand(),
+			mountCommand(), initCommand(), userCommand(), fsckCommand(), statsCommand(), compactCommand(),
 		},
 	}
 }

@@ -104,7 +104,8 @@ func openOrInit(dir string, full bool) (*backend.Store, error) {
 			return nil, err
 		}
 	}
-	s, err := backend.Open(dir, backend.Options{Logger: logger(), SyncAlways: full})
+	// A mounted store compacts in the background (FORMAT.md, Compaction).
+	s, err := backend.Open(dir, backend.Options{Logger: logger(), SyncAlways: full, AutoCompact: true})
 	if errors.Is(err, backend.ErrInUse) {
 		return nil, fmt.Errorf("store %s is already mounted by another packdir", dir)
 	}

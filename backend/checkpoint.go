@@ -1,0 +1,106 @@
+package backend
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+
+	"github.com/packdir/packdir/backend/record"
+)
+
+// rebuildState says which checkpoint a rebuild of the index starts from.
+// Replay after a crash has none: the index already holds what a
+// checkpoint says, so checkpoint ops are skipped.
+type rebuildState struct {
+	begin, end uint64 // sequence numbers of the latest complete checkpoint; 0: none
+	seenBegin  bool
+}
+
+// checkpointOp decides what replay does with op, numbered seq: it reports
+// skip for a checkpoint op that is not the chosen checkpoint's and for an
+// op older than the chosen checkpoint (its effect is in the checkpoint),
+// and applies the chosen checkpoint's ops itself.
+func (r *rebuildState) checkpointOp(x ix, seq uint64, op *record.Op) (skip bool, err error) {
+	if r == nil || r.begin == 0 {
+		return op.Code.Checkpoint(), nil
+	}
+	switch {
+	case seq < r.begin:
+		return true, nil
+	case seq > r.end:
+		return op.Code.Checkpoint(), nil
+	case !op.Code.Checkpoint():
+		return true, fmt.Errorf("%w: op inside the checkpoint", ErrInvalid)
+	}
+	return true, r.applyCheckpoint(x, op)
+}
+
+// applyCheckpoint loads one record of the chosen checkpoint into an index
+// that holds, so far, only payloads (every older op was skipped).
+func (r *rebuildState) applyCheckpoint(x ix, op *record.Op) error {
+	switch op.Code {
+	case record.OpCkptBegin:
+		r.seenBegin = true
+		return x.putMetaUint64(keyNextIno, max(op.Ino, x.metaUint64(keyNextIno)))
+	case record.OpCkptUser:
+		return x.tx.Bucket(bucketUsers).Put([]byte(op.Name), encodeUser(userRec{Ino: op.Ino, UID: op.UID, GID: op.GID}))
+	case record.OpCkptInode:
+		n := &inode{Mode: op.Mode, UID: op.UID, GID: op.GID, Nlink: op.Nlink, Subdirs: op.Subdirs,
+			Atime: op.Atime, Mtime: op.Mtime, Ctime: op.Time, Size: op.Size, Parent: op.Parent,
+			Payload: op.Hash, Target: op.Target}
+		if n.sealed() {
+			if err := x.ref(n.Payload); err != nil {
+				return err
+			}
+		}
+		return x.putInode(op.Ino, n)
+	case record.OpCkptEntry:
+		return x.putDirent(op.Parent, op.Name, dirent{Ino: op.Ino, Mode: op.Mode})
+	case record.OpCkptEnd:
+		if !r.seenBegin {
+			return fmt.Errorf("%w: checkpoint end without its begin", ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// findCheckpoint finds the latest complete checkpoint, scanning the
+// containers from the newest back until one holds a ckpt-end. Containers
+// that compaction deleted are older than it, so the rebuild needs nothing
+// they held but what it says.
+func (s *Store) findCheckpoint(nums []uint32) (*rebuildState, error) {
+	for i := len(nums) - 1; i >= 0; i-- {
+		r, err := s.lastCheckpointIn(nums[i])
+		if err != nil || r != nil {
+			return r, err
+		}
+	}
+	return &rebuildState{}, nil
+}
+
+func (s *Store) lastCheckpointIn(n uint32) (*rebuildState, error) {
+	f, err := os.Open(s.files.path(n))
+	if err != nil {
+		return nil, fmt.Errorf("backend: container %d: %w", n, err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(record.HeaderSize, 0); err != nil {
+		return nil, err
+	}
+	var found *rebuildState
+	sc := record.NewScanner(bufio.NewReaderSize(f, 1<<20), record.HeaderSize, uint32(s.cfg.ContainerSize))
+	for sc.Next() {
+		rec := sc.Record()
+		// The op code is the body's first byte: only ckpt-end ops are parsed.
+		if rec.Type != record.TypeOp || len(rec.Body) == 0 || record.OpCode(rec.Body[0]) != record.OpCkptEnd {
+			continue
+		}
+		op, err := record.ParseOp(rec.Body)
+		if err != nil {
+			return nil, &CorruptError{Container: n, Offset: sc.Offset(), Reason: err.Error()}
+		}
+		found = &rebuildState{begin: op.Seq, end: rec.Seq}
+	}
+	// A torn tail is cut by the replay that follows; records before it count.
+	return found, nil
+}
