@@ -58,10 +58,10 @@ const ckptRecordEstimate = 128
 
 // CompactResult is what one compaction did.
 type CompactResult struct {
-	Containers     int    `json:"containers"`      // containers deleted
-	Reclaimed      uint64 `json:"reclaimed_bytes"` // bytes of the deleted container files
-	Copied         uint64 `json:"copied_bytes"`    // bytes of live payload records copied
-	Checkpoint     uint64 `json:"checkpoint_bytes"`
+	Containers     int      `json:"containers"`      // containers deleted
+	Reclaimed      uint64   `json:"reclaimed_bytes"` // bytes of the deleted container files
+	Copied         uint64   `json:"copied_bytes"`    // bytes of live payload records copied
+	Checkpoint     uint64   `json:"checkpoint_bytes"`
 	SkippedReasons []string `json:"kept,omitempty"`
 }
 
