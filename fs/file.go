@@ -97,7 +97,8 @@ func (sf *spoolFile) Release(ctx context.Context) syscall.Errno {
 	}
 	n.mu.Unlock()
 	if last && (delivered || n.inMessageDir()) {
-		return n.commit()
+		_, errno := n.commit()
+		return errno
 	}
 	return 0
 }
