@@ -38,6 +38,8 @@ func apply(x ix, op *record.Op, fx *effects) error {
 		return applyCommit(x, op, fx)
 	case record.OpSpool:
 		return applySpool(x, op)
+	case record.OpQuota:
+		return applyQuota(x, op)
 	}
 	return fmt.Errorf("%w: op code %d", ErrInvalid, op.Code)
 }
@@ -195,6 +197,9 @@ func (x ix) dropInode(ino uint64, n *inode, fx *effects) error {
 		if err := x.unref(n.Payload); err != nil {
 			return err
 		}
+		if err := x.charge(n, -1); err != nil {
+			return err
+		}
 	} else if n.isFile() {
 		fx.dropSpool = append(fx.dropSpool, ino)
 	}
@@ -349,6 +354,16 @@ func applySetattr(x ix, op *record.Op) error {
 	if op.Mask&record.SetMode != 0 {
 		n.Mode = n.Mode&ModeType | op.Mode&ModePerm
 	}
+	if op.Mask&record.SetUID != 0 && n.sealed() && n.UID != op.UID {
+		// chown moves the message to the new owner's usage.
+		if err := x.charge(n, -1); err != nil {
+			return err
+		}
+		n.UID = op.UID
+		if err := x.charge(n, 1); err != nil {
+			return err
+		}
+	}
 	if op.Mask&record.SetUID != 0 {
 		n.UID = op.UID
 	}
@@ -380,6 +395,9 @@ func applyCommit(x ix, op *record.Op, fx *effects) error {
 		return err
 	}
 	n.Payload, n.Size, n.Mtime, n.Ctime = op.Hash, op.Size, op.Mtime, op.Time
+	if err := x.charge(n, 1); err != nil {
+		return err
+	}
 	fx.dropSpool = append(fx.dropSpool, op.Ino)
 	return x.putInode(op.Ino, n)
 }
@@ -393,6 +411,9 @@ func applySpool(x ix, op *record.Op) error {
 		return fmt.Errorf("%w: spool of inode %d, which is not sealed", ErrInvalid, op.Ino)
 	}
 	if err := x.unref(n.Payload); err != nil {
+		return err
+	}
+	if err := x.charge(n, -1); err != nil {
 		return err
 	}
 	n.Payload = [32]byte{}

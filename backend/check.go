@@ -194,6 +194,9 @@ func (s *Store) checkIndex(x ix, r *Report) error {
 	if err := s.checkPayloads(x, r, &c); err != nil {
 		return err
 	}
+	if err := checkUsage(x, r); err != nil {
+		return err
+	}
 	if err := s.reportDamagedMessages(x, r, &c); err != nil {
 		return err
 	}

@@ -49,11 +49,13 @@ func (r *rebuildState) applyCheckpoint(x ix, op *record.Op) error {
 			Atime: op.Atime, Mtime: op.Mtime, Ctime: op.Time, Size: op.Size, Parent: op.Parent,
 			Payload: op.Hash, Target: op.Target}
 		if n.sealed() {
-			if err := x.ref(n.Payload); err != nil {
+			if err := firstErr(x.ref(n.Payload), x.charge(n, 1)); err != nil {
 				return err
 			}
 		}
 		return x.putInode(op.Ino, n)
+	case record.OpCkptQuota:
+		return applyQuota(x, op)
 	case record.OpCkptEntry:
 		return x.putDirent(op.Parent, op.Name, dirent{Ino: op.Ino, Mode: op.Mode})
 	case record.OpCkptEnd:

@@ -326,6 +326,13 @@ func checkpointState(x ix, emit func(*record.Op) error) error {
 	if err != nil {
 		return err
 	}
+	err = x.tx.Bucket(bucketQuotas).ForEach(func(k, v []byte) error {
+		b, m := decodePair(v)
+		return emit(&record.Op{Code: record.OpCkptQuota, UID: uint32(inoFromKey(append(make([]byte, 4), k...))), Size: b, Count: m})
+	})
+	if err != nil {
+		return err
+	}
 	err = x.tx.Bucket(bucketInodes).ForEach(func(k, v []byte) error {
 		n, err := decodeInode(v)
 		if err != nil {

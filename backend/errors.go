@@ -26,6 +26,9 @@ var (
 	ErrNotPermitted = errors.New("backend: operation not permitted")
 	// ErrNoSpace is returned when the store has reached its container limit.
 	ErrNoSpace = errors.New("backend: store is full")
+	// ErrQuota is returned when a commit would take a uid past its quota,
+	// and for writes to its spooled files once it is over.
+	ErrQuota = errors.New("backend: quota exceeded")
 	// ErrTooBig is returned for a message over the store's size limit.
 	ErrTooBig = errors.New("backend: message too big")
 	// ErrInUse is returned by Open when another process has the store open.

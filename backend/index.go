@@ -20,6 +20,8 @@ import (
 //	dirents    u64 parent (BE) + name    u64 ino, u32 mode
 //	payloads   [32]byte sha256           u32 container, u64 offset, u64 length, u32 refs
 //	containers u32 number (BE)           u64 written, u64 live, u8 state (0 active, 1 sealed, 2 deleted)
+//	usage      u32 uid (BE)              u64 bytes, u64 messages (sealed messages the uid owns)
+//	quotas     u32 uid (BE)              u64 bytes, u64 messages (limits; 0 none)
 var (
 	bucketMeta       = []byte("meta")
 	bucketUsers      = []byte("users")
@@ -33,7 +35,7 @@ var (
 	keyNextIno = []byte("next_ino")
 	keyActive  = []byte("active")
 
-	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketInodes, bucketDirents, bucketPayloads, bucketContainers}
+	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketInodes, bucketDirents, bucketPayloads, bucketContainers, bucketUsage, bucketQuotas}
 )
 
 // Mode bits, as in stat(2). Defined here so that backend needs no syscall.

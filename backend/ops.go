@@ -382,6 +382,9 @@ func (s *Store) commitLocked(ino uint64) (uint64, error) {
 	body, sum := record.PayloadBody(data)
 	var fx effects
 	err = s.updateLocked(func(x ix) error {
+		if n, err := x.inode(ino); err == nil && !x.admits(n.UID, uint64(len(data))) {
+			return errQuota(n.UID)
+		}
 		if err := s.storePayloadLocked(x, sum, body, len(data)); err != nil {
 			return err
 		}

@@ -51,6 +51,7 @@ var errnoMap = []struct {
 	{backend.ErrNotPermitted, syscall.EPERM},
 	{backend.ErrNoSpace, syscall.ENOSPC},
 	{backend.ErrTooBig, syscall.EFBIG},
+	{backend.ErrQuota, syscall.EDQUOT},
 	{backend.ErrClosed, syscall.EIO},
 }
 

@@ -26,6 +26,9 @@ func (sf *spoolFile) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 }
 
 func (sf *spoolFile) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	if errno := sf.n.quotaErrno(); errno != 0 {
+		return 0, errno
+	}
 	n, err := syscall.Pwrite(int(sf.f.Fd()), data, off)
 	if err != nil {
 		return uint32(max(n, 0)), sf.n.errno(err, "write", "")

@@ -52,8 +52,11 @@ func mountT(t testing.TB, opts ...Options) (string, *backend.Store) {
 // mountStore is mountT with the store in storeDir, an empty directory.
 func mountStore(t testing.TB, storeDir string, opts ...Options) (string, *backend.Store) {
 	t.Helper()
-	if err := backend.Init(storeDir, backend.Config{}); err != nil {
-		t.Fatal(err)
+	// A test that needs limits initialises storeDir itself.
+	if !backend.Exists(storeDir) {
+		if err := backend.Init(storeDir, backend.Config{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s, err := backend.Open(storeDir, backend.TestOptions())
 	if err != nil {
