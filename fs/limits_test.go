@@ -99,7 +99,9 @@ func TestStoreFullENOSPC(t *testing.T) {
 		t.Fatal(err)
 	}
 	mnt, _ := mountStore(t, dir)
-	body := func(i int) []byte { return []byte(fmt.Sprintf("Subject: %d\n\n%s", i, bytes.Repeat([]byte("f"), 8000))) }
+	body := func(i int) []byte {
+		return []byte(fmt.Sprintf("Subject: %d\n\n%s", i, bytes.Repeat([]byte("f"), 8000)))
+	}
 	var i int
 	var err error
 	for i = 0; i < 20; i++ {
