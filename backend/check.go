@@ -155,7 +155,7 @@ func (s *Store) checkRecord(n uint32, off int64, rec record.Record, r *Report) {
 	switch rec.Type {
 	case record.TypePayload:
 		r.Payloads++
-		_, _, err = record.SplitPayload(rec.Body)
+		_, _, err = record.DecodePayload(rec, s.cfg.MaxMessageSize)
 	case record.TypeOp:
 		r.Ops++
 		_, err = record.ParseOp(rec.Body)
@@ -304,7 +304,7 @@ func (s *Store) checkPayloadLocation(sum [32]byte, p payloadLoc, r *Report, c *i
 		c.damaged[sum] = damage{p, err.Error()}
 		return
 	}
-	got, _, err := record.SplitPayload(rec.Body)
+	got, _, err := record.DecodePayload(rec, s.cfg.MaxMessageSize)
 	if err != nil || got != sum || rec.Type != record.TypePayload {
 		r.problem("payload %x: container %d offset %d does not hold it", sum[:8], p.Container, p.Offset)
 		c.damaged[sum] = damage{p, "the record there is not this payload"}

@@ -379,13 +379,13 @@ func (s *Store) commitLocked(ino uint64) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	body, sum := record.PayloadBody(data)
+	body, flags, sum := record.EncodePayload(data, s.cfg.Compression == CompressionZstd)
 	var fx effects
 	err = s.updateLocked(func(x ix) error {
 		if n, err := x.inode(ino); err == nil && !x.admits(n.UID, uint64(len(data))) {
 			return errQuota(n.UID)
 		}
-		if err := s.storePayloadLocked(x, sum, body, len(data)); err != nil {
+		if err := s.storePayloadLocked(x, sum, body, flags); err != nil {
 			return err
 		}
 		failpoint(fpCommitBeforeOp)
@@ -420,16 +420,20 @@ func (s *Store) readSpool(ino uint64) ([]byte, int64, error) {
 }
 
 // storePayloadLocked appends a payload record unless the same bytes are
-// already stored (single-instance storage).
-func (s *Store) storePayloadLocked(x ix, sum [32]byte, body []byte, length int) error {
+// already stored (single-instance storage). The index records the length
+// of the stored bytes, compressed or not.
+func (s *Store) storePayloadLocked(x ix, sum [32]byte, body []byte, flags uint8) error {
 	if _, ok, err := x.payload(sum); err != nil || ok {
 		return err
 	}
-	off, err := s.appendLocked(x, record.TypePayload, body)
+	if err := s.roomLocked(x, record.EncodedSize(len(body)), true); err != nil {
+		return err
+	}
+	off, err := s.writeRecordLocked(x, record.Record{Type: record.TypePayload, Flags: flags, Body: body})
 	if err != nil {
 		return err
 	}
-	return applyPayload(x, sum, payloadLoc{Container: s.active.num, Offset: off, Length: uint64(length)})
+	return applyPayload(x, sum, payloadLoc{Container: s.active.num, Offset: off, Length: uint64(len(body) - 32)})
 }
 
 // Spool makes sealed file ino writable again by copying its bytes to a
@@ -514,7 +518,10 @@ func (s *Store) openMessageOnce(ino uint64) (*Message, error) {
 	if r.Type != record.TypePayload || len(r.Body) != 32+int(loc.Length) {
 		return nil, &CorruptError{Container: loc.Container, Offset: loc.Offset, Reason: "index points at a record that is not this payload"}
 	}
-	data := r.Body[32:]
+	_, data, err := record.DecodePayload(r, s.cfg.MaxMessageSize)
+	if err != nil {
+		return nil, &CorruptError{Container: loc.Container, Offset: loc.Offset, Reason: err.Error()}
+	}
 	return &Message{Reader: bytes.NewReader(data), data: data}, nil
 }
 

@@ -171,11 +171,11 @@ func (s *Store) replayBatch(n uint32, sc *record.Scanner, r *replayed) (bool, er
 func (s *Store) replayRecord(x ix, n uint32, off int64, rec record.Record, fx *effects) error {
 	switch rec.Type {
 	case record.TypePayload:
-		sum, data, err := record.SplitPayload(rec.Body)
+		sum, _, err := record.DecodePayload(rec, s.cfg.MaxMessageSize)
 		if err != nil {
 			return &CorruptError{Container: n, Offset: off, Reason: err.Error()}
 		}
-		return applyPayload(x, sum, payloadLoc{Container: n, Offset: off, Length: uint64(len(data))})
+		return applyPayload(x, sum, payloadLoc{Container: n, Offset: off, Length: uint64(len(rec.Body) - 32)})
 	case record.TypeOp:
 		op, err := record.ParseOp(rec.Body)
 		if err != nil {

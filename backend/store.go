@@ -41,7 +41,13 @@ type Config struct {
 	// CompactThreshold is the dead share, in percent, from which a sealed
 	// container is compacted (0: DefaultCompactThreshold).
 	CompactThreshold int `json:"compact_threshold,omitempty"`
+	// Compression is how new payloads are stored: "" (as they are) or
+	// CompressionZstd (a zstd frame, when that is smaller).
+	Compression string `json:"compression,omitempty"`
 }
+
+// CompressionZstd is Config.Compression for zstd-compressed payloads.
+const CompressionZstd = "zstd"
 
 // Options tune an open store; the zero value is the default.
 type Options struct {
@@ -103,6 +109,9 @@ func Init(dir string, cfg Config) error {
 	}
 	if cfg.MaxMessageSize == 0 {
 		cfg.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if cfg.Compression != "" && cfg.Compression != CompressionZstd {
+		return fmt.Errorf("backend: compression %q: only %q is known", cfg.Compression, CompressionZstd)
 	}
 	if cfg.CompactThreshold < 0 || cfg.CompactThreshold > 100 {
 		return fmt.Errorf("backend: compaction threshold %d%% is not between 0 and 100", cfg.CompactThreshold)
@@ -181,6 +190,9 @@ func readConfig(dir string) (Config, error) {
 	}
 	if cfg.Format != FormatVersion {
 		return cfg, fmt.Errorf("%w: %s has format %d, this packdir reads format %d", ErrFormat, dir, cfg.Format, FormatVersion)
+	}
+	if cfg.Compression != "" && cfg.Compression != CompressionZstd {
+		return cfg, fmt.Errorf("backend: %s/store.json: unknown compression %q", dir, cfg.Compression)
 	}
 	if cfg.ContainerSize <= record.HeaderSize || cfg.MaxMessageSize <= 0 {
 		return cfg, fmt.Errorf("backend: %s/store.json: bad limits", dir)

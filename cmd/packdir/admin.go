@@ -26,6 +26,7 @@ func initCommand() *cli.Command {
 			&cli.StringFlag{Name: "container-size", Value: "1GiB", Usage: "seal a container at this size"},
 			&cli.IntFlag{Name: "max-containers", Usage: "the store is full at this many containers (0: no limit)"},
 			&cli.StringFlag{Name: "max-message-size", Value: "64MiB", Usage: "refuse larger messages with EFBIG"},
+			&cli.StringFlag{Name: "compression", Value: "none", Usage: "none, or zstd: store each message as a zstd frame when that is smaller"},
 			&cli.IntFlag{Name: "compact-threshold", Value: backend.DefaultCompactThreshold, Usage: "compact a sealed container once this percentage of it is dead"},
 		},
 		Action: func(c *cli.Context) error {
@@ -34,6 +35,13 @@ func initCommand() *cli.Command {
 				return err
 			}
 			cfg := backend.Config{MaxContainers: c.Int("max-containers"), CompactThreshold: c.Int("compact-threshold")}
+			switch c.String("compression") {
+			case "none":
+			case backend.CompressionZstd:
+				cfg.Compression = backend.CompressionZstd
+			default:
+				return usagef("--compression is none or zstd, not %q", c.String("compression"))
+			}
 			if cfg.CompactThreshold < 1 || cfg.CompactThreshold > 100 {
 				return usagef("--compact-threshold is a percentage from 1 to 100")
 			}
