@@ -13,9 +13,9 @@ import (
 const FlagZstd uint8 = 1
 
 var (
-	zOnce sync.Once
-	zEncoder     *zstd.Encoder
-	zDecoder     *zstd.Decoder
+	zOnce    sync.Once
+	zEncoder *zstd.Encoder
+	zDecoder *zstd.Decoder
 )
 
 // coders are created once: zstd encoders and decoders are safe for
