@@ -99,8 +99,19 @@ func userCommand() *cli.Command {
 			Flags: []cli.Flag{storeFlag,
 				&cli.UintFlag{Name: "uid", Value: uint(os.Getuid()), Usage: "owner of the user's tree"},
 				&cli.UintFlag{Name: "gid", Value: uint(os.Getgid()), Usage: "group of the user's tree"},
+				quotaBytesFlag(), quotaMessagesFlag(),
 			},
 			Action: userAdd,
+		}, {
+			Name:      "set",
+			Usage:     "set a user's quota",
+			ArgsUsage: "NAME [STORE]",
+			Description: "The quota limits the messages in new/ and cur/ owned by the user's uid (users\n" +
+				"sharing a uid share it): a delivery past it fails with EDQUOT. 0 removes a limit.\n\n" +
+				"Example:\n   packdir user set --quota-bytes 2GiB --quota-messages 100000 alice /srv/mail/store",
+			OnUsageError: onUsageError,
+			Flags:        []cli.Flag{storeFlag, quotaBytesFlag(), quotaMessagesFlag()},
+			Action:       userSet,
 		}, {
 			Name:         "list",
 			Usage:        "list users",
@@ -142,7 +153,77 @@ func userAdd(c *cli.Context) error {
 		return err
 	}
 	fmt.Printf("added user %s (uid %d, gid %d)\n", u.Name, u.UID, u.GID)
+	if c.IsSet("quota-bytes") || c.IsSet("quota-messages") {
+		return setQuota(c, s, u)
+	}
 	return nil
+}
+
+func quotaBytesFlag() cli.Flag {
+	return &cli.StringFlag{Name: "quota-bytes", Usage: "limit on the bytes of the user's messages, e.g. 2GiB (0: none)"}
+}
+
+func quotaMessagesFlag() cli.Flag {
+	return &cli.Uint64Flag{Name: "quota-messages", Usage: "limit on the number of the user's messages (0: none)"}
+}
+
+func userSet(c *cli.Context) error {
+	if c.NArg() < 1 {
+		return usagef("user set needs a user NAME (see 'packdir user set --help')")
+	}
+	if !c.IsSet("quota-bytes") && !c.IsSet("quota-messages") {
+		return usagef("user set: give --quota-bytes or --quota-messages (see 'packdir user set --help')")
+	}
+	dir, err := storeArg(c, 1)
+	if err != nil {
+		return err
+	}
+	s, err := openStore(dir)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	u, err := s.User(c.Args().First())
+	if err != nil {
+		return err
+	}
+	return setQuota(c, s, u)
+}
+
+// setQuota sets the limits given on the command line, keeping the other.
+func setQuota(c *cli.Context, s *backend.Store, u backend.User) error {
+	q, _, err := s.QuotaOf(u.UID)
+	if err != nil {
+		return err
+	}
+	if c.IsSet("quota-bytes") {
+		q.Bytes = 0
+		if v := c.String("quota-bytes"); v != "0" {
+			n, err := parseSize("--quota-bytes", v)
+			if err != nil {
+				return err
+			}
+			q.Bytes = uint64(n)
+		}
+	}
+	if c.IsSet("quota-messages") {
+		q.Messages = c.Uint64("quota-messages")
+	}
+	if err := s.SetQuota(u.UID, q); err != nil {
+		return err
+	}
+	fmt.Printf("quota of %s (uid %d): %s, %s\n", u.Name, u.UID, limit(q.Bytes, " bytes"), limit(q.Messages, " messages"))
+	return nil
+}
+
+func limit(n uint64, unit string) string {
+	switch {
+	case n == 0 && unit == "":
+		return "no limit"
+	case n == 0:
+		return "no limit on" + unit
+	}
+	return fmt.Sprintf("%d%s", n, unit)
 }
 
 func userList(c *cli.Context) error {
@@ -311,13 +392,19 @@ func runStats(c *cli.Context) error {
 	fmt.Fprintf(w, "folders\t%d\n", st.Folders)
 	fmt.Fprintf(w, "messages\t%d\t(%d bytes, %d distinct bodies)\n", st.Messages, st.MessageBytes, st.Payloads)
 	fmt.Fprintf(w, "spooled files\t%d\n", st.SpooledFiles)
+	fmt.Fprintf(w, "stored bodies\t%d bytes\t(%d before compression; de-duplication saves %d, compression %d)\n",
+		st.StoredBytes, st.DistinctBytes, st.DedupSavedBytes, st.CompressionSavedBytes)
 	fmt.Fprintf(w, "containers\t%d\t(%d bytes: %d live, %d dead)\n", len(st.Containers), st.ContainerBytes, st.LiveBytes, st.DeadBytes)
 	for _, ct := range st.Containers {
 		sealed := "active"
 		if ct.Sealed {
 			sealed = "sealed"
 		}
-		fmt.Fprintf(w, "  %08d.pack\t%d bytes\t%d live\t%s\n", ct.Number, ct.Bytes, ct.Live, sealed)
+		fmt.Fprintf(w, "  %08d.pack\t%d bytes\t%d live\t%d dead\t%s\n", ct.Number, ct.Bytes, ct.Live, ct.Dead, sealed)
+	}
+	for _, u := range st.UserSpace {
+		fmt.Fprintf(w, "user %s\tuid %d\t%d bytes of %s\t%d messages of %s\n", u.Name, u.UID,
+			u.Usage.Bytes, limit(u.Quota.Bytes, ""), u.Usage.Messages, limit(u.Quota.Messages, ""))
 	}
 	return w.Flush()
 }
