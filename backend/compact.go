@@ -187,6 +187,9 @@ func (s *Store) copyLive(c *compactCandidate) (uint64, error) {
 		return err
 	}
 	for sc.Next() {
+		if s.compactor.stopping() {
+			return copied, errCompactStopped
+		}
 		rec := sc.Record()
 		if rec.Type != record.TypePayload || len(rec.Body) < 32 {
 			continue
@@ -477,6 +480,20 @@ func (s *Store) kickCompaction() {
 	select {
 	case s.compactor.kick <- struct{}{}:
 	default:
+	}
+}
+
+// stopping reports whether Close is waiting for the compactor, so that a
+// long copy ends early; every step it leaves behind is a safe one.
+func (c *compactor) stopping() bool {
+	if c.stop == nil {
+		return false
+	}
+	select {
+	case <-c.stop:
+		return true
+	default:
+		return false
 	}
 }
 
