@@ -17,7 +17,7 @@ func writable(flags uint32) bool {
 }
 
 // Open opens a file. A sealed message opened for reading is served from
-// its verified bytes and cached by the kernel; opened for writing or
+// its verified bytes, loaded on the first read, and cached by the kernel; opened for writing or
 // truncated, it is first copied to the spool (copy-on-write), so the
 // inode and all its hard links see the new bytes and other messages that
 // share the payload keep theirs.
@@ -33,11 +33,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		sf, errno := n.openSpool(flags)
 		return sf, 0, errno
 	}
-	m, err := n.store().OpenMessage(n.ino)
-	if err != nil {
-		return nil, 0, n.errno(err, "open", "")
-	}
-	return &messageFile{m: m}, fuse.FOPEN_KEEP_CACHE, 0
+	return &messageFile{n: n}, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // openWritable opens a file for writing, copying a sealed message to the
