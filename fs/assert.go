@@ -33,6 +33,7 @@ var (
 	_ = (gofs.FileGetattrer)((*spoolFile)(nil))
 	_ = (gofs.FileFsyncer)((*spoolFile)(nil))
 	_ = (gofs.FileFlusher)((*spoolFile)(nil))
+	_ = (gofs.NodeFlusher)((*node)(nil))
 	_ = (gofs.FileReleaser)((*spoolFile)(nil))
 	_ = (gofs.FileAllocater)((*spoolFile)(nil))
 	_ = (gofs.FileLseeker)((*spoolFile)(nil))
