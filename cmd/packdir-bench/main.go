@@ -67,7 +67,7 @@ func parseFlags() (config, error) {
 	var mountArgs string
 	flag.StringVar(&c.Packdir, "packdir", "bin/packdir", "the packdir binary")
 	flag.StringVar(&c.Dir, "dir", "", "work directory on the disk to measure (default: a new directory in /var/tmp)")
-	flag.IntVar(&c.Messages, "messages", 4000, "messages delivered (half by 1 writer, half by --writers, plus a quarter by link+unlink)")
+	flag.IntVar(&c.Messages, "messages", 20000, "messages delivered (half by 1 writer, half by --writers, plus a quarter by link+unlink)")
 	flag.Uint64Var(&c.Seed, "seed", 1, "seed of the message generator")
 	flag.IntVar(&c.Writers, "writers", 8, "parallel writers of the parallel delivery phase")
 	flag.BoolVar(&c.Cold, "cold", os.Geteuid() == 0, "run the cold phases (drop caches; needs root)")
