@@ -446,8 +446,8 @@ func runCompact(c *cli.Context) error {
 	if c.Bool("json") {
 		return json.NewEncoder(os.Stdout).Encode(res)
 	}
-	fmt.Printf("reclaimed %d containers, %d bytes (copied %d bytes of live messages, wrote a %d-byte checkpoint)\n",
-		res.Containers, res.Reclaimed, res.Copied, res.Checkpoint)
+	fmt.Printf("reclaimed %d containers, %d bytes (copied %d bytes of live messages, wrote a %d-byte checkpoint in %v)\n",
+		res.Containers, res.Reclaimed, res.Copied, res.Checkpoint, res.CheckpointLock.Round(time.Millisecond))
 	for _, r := range res.SkippedReasons {
 		fmt.Println("kept:", r)
 	}
