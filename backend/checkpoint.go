@@ -2,8 +2,11 @@ package backend
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
 	"os"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/packdir/packdir/backend/record"
 )
@@ -105,4 +108,43 @@ func (s *Store) lastCheckpointIn(n uint32) (*rebuildState, error) {
 	}
 	// A torn tail is cut by the replay that follows; records before it count.
 	return found, nil
+}
+
+// keyRebuild, in the meta bucket, holds the checkpoint (u64 begin seq,
+// u64 end seq) a rebuild in progress starts from, so that a rebuild that
+// crashes part way resumes from the same checkpoint instead of applying
+// the rest of the journal as if the index were complete.
+var keyRebuild = []byte("rebuild")
+
+// startRebuild chooses the checkpoint for a rebuild of an empty index, or
+// takes up the one a crashed rebuild chose; a complete index has none.
+func (s *Store) startRebuild(nums []uint32, pos *journalPos) error {
+	if pos.Container == 0 {
+		*pos = journalPos{Container: nums[0], End: record.HeaderSize}
+		r, err := s.findCheckpoint(nums)
+		if err != nil {
+			return err
+		}
+		s.rebuild = r
+		return s.db.Update(func(tx *bolt.Tx) error {
+			v := binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, r.begin), r.end)
+			return tx.Bucket(bucketMeta).Put(keyRebuild, v)
+		})
+	}
+	return s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keyRebuild); len(v) == 16 {
+			r := &rebuildState{begin: binary.LittleEndian.Uint64(v), end: binary.LittleEndian.Uint64(v[8:])}
+			r.seenBegin = r.begin != 0 && pos.Seq >= r.begin
+			s.rebuild = r
+		}
+		return nil
+	})
+}
+
+// endRebuild records that the index is complete.
+func (s *Store) endRebuild() error {
+	if s.rebuild == nil {
+		return nil
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyRebuild) })
 }

@@ -264,8 +264,49 @@ func TestCompactCrashChild(t *testing.T) {
 	}
 	s, err := Open(dir, TestOptions())
 	must(t, err)
+	if os.Getenv("PACKDIR_CHILD_OPEN_ONLY") != "" {
+		t.Fatalf("opening passed the failpoint")
+	}
 	_, err = s.Compact(0)
 	t.Fatalf("compaction passed the failpoint: %v", err)
+}
+
+// TestRebuildCrashAfterCompaction crashes a rebuild of the index from the
+// containers after each container it replays, in a store whose oldest
+// containers compaction deleted: the next open resumes the rebuild from
+// the same checkpoint and gives the same tree.
+func TestRebuildCrashAfterCompaction(t *testing.T) {
+	dir := t.TempDir()
+	must(t, Init(dir, Config{ContainerSize: 64 << 10}))
+	s, err := Open(dir, TestOptions())
+	must(t, err)
+	fill(t, s)
+	churn(t, s, ".Lists", 600, 1500, 20)
+	_, err = s.Compact(0)
+	must(t, err)
+	before := listing(t, s)
+	must(t, s.Close())
+	n := countContainerFiles(t, dir)
+	for i := 1; i < n; i++ {
+		must(t, os.Remove(filepath.Join(dir, "index.db")))
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCompactCrashChild$")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("PACKDIR_FAILPOINT=%s@%d", fpReplayBatch, i),
+			"PACKDIR_COMPACT_CHILD="+dir, "PACKDIR_CHILD_OPEN_ONLY=1")
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != FailpointExit {
+			t.Fatalf("child did not stop after replaying container %d: %v\n%s", i, err, out)
+		}
+		s, err := Open(dir, TestOptions())
+		if err != nil {
+			t.Fatalf("open after a rebuild crashed after %d containers: %v", i, err)
+		}
+		if got := listing(t, s); got != before {
+			t.Fatalf("rebuild crashed after %d containers and resumed: tree differs.\nbefore:\n%s\nafter:\n%s", i, before, got)
+		}
+		checkNow(t, s)
+		must(t, s.Close())
+	}
 }
 
 // TestCheckReportsLeakedContainer: a container file the index does not

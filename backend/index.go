@@ -15,6 +15,7 @@ import (
 //	meta       "applied"                 u64 seq, u32 container, u64 end offset
 //	meta       "next_ino"                u64
 //	meta       "active"                  u32 active container number
+//	meta       "rebuild"                 u64 begin, u64 end seq of a rebuild's checkpoint (while rebuilding)
 //	users      name                      u64 ino, u32 uid, u32 gid
 //	inodes     u64 ino (BE)              inode record (see encodeInode)
 //	dirents    u64 parent (BE) + name    u64 ino, u32 mode

@@ -32,13 +32,10 @@ func (s *Store) recover() error {
 		}
 		return s.startFirstContainer()
 	}
-	if pos.Container == 0 {
-		pos = journalPos{Container: nums[0], End: record.HeaderSize}
-		if s.rebuild, err = s.findCheckpoint(nums); err != nil {
-			return err
-		}
-		defer func() { s.rebuild = nil }()
+	if err := s.startRebuild(nums, &pos); err != nil {
+		return err
 	}
+	defer func() { s.rebuild = nil }()
 	s.seq = pos.Seq
 	var last replayed
 	for i, n := range nums {
@@ -52,6 +49,9 @@ func (s *Store) recover() error {
 		if last, err = s.replayContainer(n, start, i == len(nums)-1); err != nil {
 			return err
 		}
+	}
+	if err := s.endRebuild(); err != nil {
+		return err
 	}
 	return s.resumeActive(nums[len(nums)-1], last)
 }
