@@ -34,7 +34,8 @@ type benchReport struct {
 			RSSFull           int64       `json:"rss_full_bytes"`
 		}
 	}
-	RSS int64 `json:"packdir_rss_bytes"`
+	RSS  int64 `json:"packdir_rss_bytes"`
+	Anon int64 `json:"packdir_anon_bytes"`
 }
 
 type benchResult struct {
@@ -125,8 +126,8 @@ func checkBenchSpace(t *testing.T, rep benchReport) {
 			t.Errorf("space of %s: %+v, want blocks and inodes used", target, sp)
 		}
 	}
-	if rep.RSS <= 0 {
-		t.Errorf("packdir daemon RSS %d, want > 0", rep.RSS)
+	if rep.RSS <= 0 || rep.Anon <= 0 || rep.Anon > rep.RSS {
+		t.Errorf("packdir daemon RSS %d, anonymous %d; want 0 < anonymous <= RSS", rep.RSS, rep.Anon)
 	}
 }
 

@@ -39,6 +39,8 @@ type report struct {
 	Scale  *scaleReport     `json:"scale,omitempty"`
 	// RSSBytes is the daemon's resident set size at the end of the run.
 	RSSBytes int64 `json:"packdir_rss_bytes"`
+	// AnonBytes is the part of it that is not mapped file pages.
+	AnonBytes int64 `json:"packdir_anon_bytes"`
 }
 
 type phaseResult struct {

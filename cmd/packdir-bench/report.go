@@ -21,7 +21,7 @@ func printReport(out io.Writer, rep *report) {
 	n, p := rep.Space["native"], rep.Space["packdir"]
 	fmt.Fprintf(out, "space after delivery: native %.1f MB in %d inodes, packdir %.1f MB in %d inodes (blocks ratio %.2f, %.1f MB of message bytes)\n",
 		mb(n.Blocks512*512), n.Inodes, mb(p.Blocks512*512), p.Inodes, float64(p.Blocks512)/float64(max(n.Blocks512, 1)), mb(n.Bytes))
-	fmt.Fprintf(out, "packdir daemon RSS at the end: %.1f MB\n", mb(rep.RSSBytes))
+	fmt.Fprintf(out, "packdir daemon RSS at the end: %.1f MB (%.1f MB anonymous, the rest mapped index pages)\n", mb(rep.RSSBytes), mb(rep.AnonBytes))
 	if s := rep.Scale; s != nil {
 		printScale(out, s)
 	}
@@ -30,16 +30,16 @@ func printReport(out io.Writer, rep *report) {
 func printScale(out io.Writer, s *scaleReport) {
 	fmt.Fprintf(out, "\nscale: one folder grown to %d messages, compared with it at %d\n", s.Full, s.Base)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tdeliver ops/s\tscan µs/entry warm base/full\tratio\tcold base/full\tratio\tRSS MB base/full\t")
+	fmt.Fprintln(tw, "target\tdeliver ops/s\tscan µs/entry warm base/full\tratio\tcold base/full\tratio\tRSS MB base/full\tanonymous MB full\t")
 	for _, t := range []struct {
 		name string
 		r    scaleResult
 	}{{"native", s.Native}, {"packdir", s.Packdir}} {
 		r := t.r
-		fmt.Fprintf(tw, "%s\t%.0f\t%.2f / %.2f\t%.2f\t%.2f / %.2f\t%.2f\t%.1f / %.1f\t\n", t.name, r.Deliver.OpsPerSec,
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f / %.2f\t%.2f\t%.2f / %.2f\t%.2f\t%.1f / %.1f\t%.1f\t\n", t.name, r.Deliver.OpsPerSec,
 			1e6*perEntry(r.ScanBaseWarm), 1e6*perEntry(r.ScanFullWarm), r.PerEntryRatioWarm,
 			1e6*perEntry(r.ScanBaseCold), 1e6*perEntry(r.ScanFullCold), r.PerEntryRatioCold,
-			mb(r.RSSBase), mb(r.RSSFull))
+			mb(r.RSSBase), mb(r.RSSFull), mb(r.AnonFull))
 	}
 	tw.Flush()
 }

@@ -98,6 +98,9 @@ func (b *bench) run(work string) (*report, error) {
 	if rep.RSSBytes, err = b.packed.rssBytes(); err != nil {
 		return nil, err
 	}
+	if rep.AnonBytes, err = b.packed.anonBytes(); err != nil {
+		return nil, err
+	}
 	if b.cfg.Scale > 0 {
 		if rep.Scale, err = b.scale(work); err != nil {
 			return nil, fmt.Errorf("scale: %w", err)

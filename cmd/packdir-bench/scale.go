@@ -26,6 +26,7 @@ type scaleResult struct {
 	PerEntryRatioCold float64 `json:"per_entry_ratio_cold"`
 	RSSBase           int64   `json:"rss_base_bytes,omitempty"`
 	RSSFull           int64   `json:"rss_full_bytes,omitempty"`
+	AnonFull          int64   `json:"anon_full_bytes,omitempty"`
 }
 
 const scaleFolder = ".Scale"
@@ -95,11 +96,15 @@ func (b *bench) scaleStep(t *target, r *scaleResult, first, upto int, base bool)
 	}
 	if t.pid() != 0 {
 		rss, err := t.rssBytes()
+		if err != nil {
+			return err
+		}
 		if base {
 			r.RSSBase = rss
-		} else {
-			r.RSSFull = rss
+			return nil
 		}
+		r.RSSFull = rss
+		r.AnonFull, err = t.anonBytes()
 		return err
 	}
 	return nil

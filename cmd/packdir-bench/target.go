@@ -173,7 +173,15 @@ func (t *target) dropCaches() error {
 }
 
 // rssBytes is the daemon's resident set size.
-func (t *target) rssBytes() (int64, error) {
+func (t *target) rssBytes() (int64, error) { return t.procStatus("VmRSS:") }
+
+// anonBytes is the part of the daemon's RSS that is its own memory, not
+// pages of files it maps (bbolt maps index.db; those pages are the page
+// cache's, and the kernel reclaims them under pressure).
+func (t *target) anonBytes() (int64, error) { return t.procStatus("RssAnon:") }
+
+// procStatus returns a kB field of /proc/PID/status, in bytes.
+func (t *target) procStatus(field string) (int64, error) {
 	if t.cmd == nil {
 		return 0, errors.New("no daemon")
 	}
@@ -184,12 +192,12 @@ func (t *target) rssBytes() (int64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), field); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			return kb << 10, err
 		}
 	}
-	return 0, errors.New("no VmRSS in /proc status")
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, t.pid())
 }
 
 // isFuseMount reports whether dir is a FUSE mount point.
