@@ -281,30 +281,6 @@ func logProblems(log string) []string {
 	return bad
 }
 
-// mailUserDir returns a new t.TempDir() that processes running as the mail
-// user can reach: it and each directory above it without search permission
-// for others (a private TMPDIR, t.TempDir's 0700 parent) get o+x, which
-// lets them pass through but not list. The modes are restored at the end.
-func mailUserDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for d := dir; ; d = filepath.Dir(d) {
-		fi, err := os.Stat(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if mode := fi.Mode().Perm(); mode&0o001 == 0 {
-			if err := os.Chmod(d, mode|0o001); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { os.Chmod(d, mode) })
-		}
-		if filepath.Dir(d) == d {
-			return dir
-		}
-	}
-}
-
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()

@@ -58,35 +58,11 @@ func mdaMount(t *testing.T) (store, mnt string, m *harness.Mount) {
 	harness.RequireFuse(t)
 	harness.RequireRoot(t)
 	store = filepath.Join(t.TempDir(), "store")
-	mnt = mdaReachableDir(t)
+	mnt = mailUserDir(t)
 	harness.Run(t, "init", store)
 	m = harness.Start(t, store, mnt, "--user", "tester",
 		"--uid", strconv.Itoa(mdaUID), "--gid", strconv.Itoa(mdaGID))
 	return store, mnt, m
-}
-
-// mdaReachableDir returns a new t.TempDir() that the recipient can reach:
-// each directory from it up to / that others cannot search (t.TempDir's
-// 0700 parent, a private TMPDIR) gets o+x, which lets the recipient pass
-// through without listing, until the test ends.
-func mdaReachableDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for d := dir; ; d = filepath.Dir(d) {
-		fi, err := os.Stat(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if mode := fi.Mode().Perm(); mode&0o001 == 0 {
-			if err := os.Chmod(d, mode|0o001); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { os.Chmod(d, mode) })
-		}
-		if filepath.Dir(d) == d {
-			return dir
-		}
-	}
 }
 
 // mdaHome returns a private directory owned by the recipient: its HOME,
@@ -94,7 +70,7 @@ func mdaReachableDir(t *testing.T) string {
 // reads or writes the real $HOME.
 func mdaHome(t *testing.T) string {
 	t.Helper()
-	dir := mdaReachableDir(t)
+	dir := mailUserDir(t)
 	if err := os.Chown(dir, mdaUID, mdaGID); err != nil {
 		t.Fatal(err)
 	}
