@@ -76,7 +76,7 @@ func (s *Store) mutate(build func(x ix) (*record.Op, error)) (*record.Op, error)
 	op, seq, err := s.mutateLocked(build)
 	s.mu.Unlock()
 	if err == nil && s.opts.SyncAlways {
-		err = s.sync.wait(seq)
+		err = s.sync.wait(s, seq)
 	}
 	return op, err
 }
@@ -366,7 +366,7 @@ func (s *Store) Commit(ino uint64) error {
 	seq, err := s.commitLocked(ino)
 	s.mu.Unlock()
 	if err == nil && s.opts.SyncAlways {
-		err = s.sync.wait(seq)
+		err = s.sync.wait(s, seq)
 	}
 	return err
 }

@@ -1,23 +1,34 @@
 package backend
 
 import (
+	"fmt"
 	"os"
 	"sync"
 	"time"
 )
 
-// syncer makes the journal durable. Callers of Sync ask for everything
-// appended so far; one goroutine fsyncs the active container for all of
-// them at once (group commit), and on a timer so that no acknowledged op
-// stays volatile longer than Options.SyncInterval.
+// syncer makes the journal durable by group commit. A caller of Sync
+// that finds no fsync running runs one itself, for everything appended so
+// far (it leads); callers that arrive meanwhile wait for it and, if their
+// ops came after what it covered, one of them leads the next. So one
+// delivery pays one fsync and no hand-off to another goroutine, and many
+// concurrent deliveries share each fsync. A ticker makes sure no
+// acknowledged op stays volatile longer than Options.SyncInterval.
 type syncer struct {
-	mu        sync.Mutex
-	cond      *sync.Cond
-	requested uint64 // highest seq someone waits for
-	durable   uint64 // highest seq known fsynced
-	err       error  // last fsync error, reported to its waiters
-	stopped   bool
-	done      chan struct{}
+	mu      sync.Mutex
+	cond    *sync.Cond
+	syncing bool   // a leader is in fdatasync
+	waiting int    // followers waiting for the leader
+	durable uint64 // highest seq known fsynced
+	// err is sticky: after a failed fsync the kernel may have dropped the
+	// journal's dirty pages and report the next fsync as a success, so no
+	// later op is acknowledged as durable until the store is reopened and
+	// recovery has read back what the container really holds.
+	err     error
+	stopped bool
+	done    chan struct{} // the ticker and the reaper each send once when they end
+	quit    chan struct{}
+	reap    chan struct{} // wakes the reaper: spool files may be due
 
 	// dropped are spool files to delete once their op is durable.
 	dropped []droppedSpool
@@ -31,17 +42,26 @@ type droppedSpool struct {
 func (y *syncer) start(s *Store) {
 	y.cond = sync.NewCond(&y.mu)
 	y.durable = s.seq
-	y.done = make(chan struct{})
-	go y.run(s)
+	y.done = make(chan struct{}, 2)
+	y.quit = make(chan struct{})
+	y.reap = make(chan struct{}, 1)
 	go y.tick(s)
+	go y.reaper(s)
 }
 
+// stop ends the ticker and waits for a running fsync; later waits return
+// ErrClosed.
 func (y *syncer) stop() {
+	close(y.quit)
+	<-y.done
+	<-y.done
 	y.mu.Lock()
 	y.stopped = true
+	for y.syncing {
+		y.cond.Wait()
+	}
 	y.cond.Broadcast()
 	y.mu.Unlock()
-	<-y.done
 }
 
 // markDurable records that everything up to seq is fsynced.
@@ -54,79 +74,89 @@ func (y *syncer) markDurable(seq uint64) {
 	y.mu.Unlock()
 }
 
-// wait blocks until seq is durable.
-func (y *syncer) wait(seq uint64) error {
+// wait blocks until seq is durable, leading an fsync when none is running.
+func (y *syncer) wait(s *Store, seq uint64) error {
 	y.mu.Lock()
 	defer y.mu.Unlock()
-	if seq > y.requested {
-		y.requested = seq
-		y.cond.Broadcast()
-	}
 	for y.durable < seq {
-		if y.stopped {
-			return ErrClosed
-		}
-		if y.err != nil {
+		switch {
+		case y.err != nil:
 			return y.err
+		case y.stopped:
+			return ErrClosed
+		case y.syncing:
+			y.waiting++
+			y.cond.Wait()
+			y.waiting--
+		default:
+			y.lead(s)
 		}
-		y.cond.Wait()
 	}
 	return nil
 }
 
-func (y *syncer) run(s *Store) {
-	defer close(y.done)
+// lead runs one fsync of the active container for every op appended so
+// far. It is called with y.mu held and returns with it held.
+func (y *syncer) lead(s *Store) {
+	y.syncing = true
+	y.mu.Unlock()
+
+	s.mu.Lock()
+	seq, num, f := s.seq, s.active.num, s.active.f
+	s.mu.Unlock()
+	err := fdatasync(f)
+	failpoint(fpSyncBeforeAck)
+	if err == nil {
+		select {
+		case y.reap <- struct{}{}:
+		default:
+		}
+	}
+
+	y.mu.Lock()
+	y.syncing = false
+	if err != nil {
+		s.log.Error("fsync of the journal failed; no change is acknowledged as durable until the store is mounted again", "container", num, "err", err)
+		y.err = fmt.Errorf("backend: fsync of the journal: %w", err)
+	} else if seq > y.durable {
+		y.durable = seq
+	}
+	y.cond.Broadcast()
+}
+
+// reaper deletes spool files once the ops that dropped them are durable,
+// off the path of the fsync's waiters.
+func (y *syncer) reaper(s *Store) {
+	defer func() { y.done <- struct{}{} }()
 	for {
-		y.mu.Lock()
-		for y.requested <= y.durable && !y.stopped {
-			y.cond.Wait()
-		}
-		if y.stopped {
-			y.mu.Unlock()
+		select {
+		case <-y.quit:
 			return
+		case <-y.reap:
 		}
-		y.err = nil
-		y.mu.Unlock()
-
-		s.mu.Lock()
-		seq, f := s.seq, s.active.f
-		s.mu.Unlock()
-		err := fdatasync(f)
-		failpoint(fpSyncBeforeAck)
-
 		y.mu.Lock()
-		if err != nil {
-			s.log.Error("fsync of the journal failed", "err", err)
-			y.err = err
-		} else if seq > y.durable {
-			y.durable = seq
-		}
-		y.cond.Broadcast()
+		durable := y.durable
 		y.mu.Unlock()
-		if err == nil {
-			s.removeDroppedSpool(seq)
-		}
+		s.removeDroppedSpool(durable)
 	}
 }
 
 func (y *syncer) tick(s *Store) {
+	defer func() { y.done <- struct{}{} }()
 	t := time.NewTicker(s.opts.SyncInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-y.done:
+		case <-y.quit:
 			return
 		case <-t.C:
 		}
 		s.mu.Lock()
 		seq := s.seq
 		s.mu.Unlock()
-		y.mu.Lock()
-		if seq > y.requested {
-			y.requested = seq
-			y.cond.Broadcast()
-		}
-		y.mu.Unlock()
+		// An error is reported to the ops that wait; the ticker only
+		// keeps trying to lead.
+		_ = y.wait(s, seq)
 	}
 }
 
@@ -135,7 +165,7 @@ func (s *Store) Sync() error {
 	s.mu.Lock()
 	seq := s.seq
 	s.mu.Unlock()
-	return s.sync.wait(seq)
+	return s.sync.wait(s, seq)
 }
 
 // dropSpoolAfter schedules spool files for deletion once seq is durable.
@@ -182,4 +212,6 @@ func (s *Store) removeDroppedSpool(durable uint64) {
 	}
 }
 
-func fdatasync(f *os.File) error { return f.Sync() }
+// fdatasync makes a container's appended records durable; a variable so
+// that tests can count and fail fsyncs.
+var fdatasync = func(f *os.File) error { return f.Sync() }

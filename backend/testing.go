@@ -11,11 +11,16 @@ import (
 // full consistency check finds nothing wrong.
 func TestStore(t testing.TB, cfg Config) *Store {
 	t.Helper()
+	return testStoreWith(t, cfg, TestOptions())
+}
+
+func testStoreWith(t testing.TB, cfg Config, opts Options) *Store {
+	t.Helper()
 	dir := t.TempDir()
 	if err := Init(dir, cfg); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Open(dir, TestOptions())
+	s, err := Open(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
