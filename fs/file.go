@@ -52,12 +52,17 @@ func (sf *spoolFile) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Err
 	return 0
 }
 
-// Fsync makes the file's bytes and every change so far durable.
+// Fsync makes the file's bytes and every change so far durable. The spool
+// file and the journal are two files: their fsyncs run at once, so the
+// call waits for the longer, not for both in turn.
 func (sf *spoolFile) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	if err := sf.f.Sync(); err != nil {
-		return sf.n.errno(err, "fsync", "")
+	journal := make(chan error, 1)
+	go func() { journal <- sf.n.store().Sync() }()
+	err := sf.f.Sync()
+	if jerr := <-journal; err == nil {
+		err = jerr
 	}
-	return sf.n.errno(sf.n.store().Sync(), "fsync", "")
+	return sf.n.errno(err, "fsync", "")
 }
 
 func (sf *spoolFile) Flush(ctx context.Context) syscall.Errno { return 0 }
