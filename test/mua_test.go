@@ -38,10 +38,12 @@ func muttReadFlagDelete(t *testing.T, maildir string, msgs []muaMessage) {
 	}
 	home := t.TempDir()
 	s := startTmux(t, home, "mutt", "-n", "-F", writeMuttrc(t, home, maildir), "-f", maildir)
+	s.waitScreen(t, "[Msgs:4 New:4 ")
+	// Only now: the pane's shell may not have exec'd mutt before its
+	// first screen.
 	if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", s.pid)); strings.TrimSpace(string(comm)) != "mutt" {
 		t.Fatalf("the tmux pane runs %q, want mutt", comm)
 	}
-	s.waitScreen(t, "[Msgs:4 New:4 ")
 
 	muttSearch(t, s, msgs[0].subject)
 	s.keys(t, "Enter") // read it in the pager
