@@ -125,10 +125,47 @@ func TestFsyncErrorIsSticky(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds; the test's own timeout ends a hang.
+// waitFor polls cond until it holds, and fails the test if it has not
+// after half a minute: a hang, not a slow machine.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("waited 30s for a condition that never held")
+		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestTickerMakesOpsDurable: an op nobody syncs (a flag rename, a mkdir)
+// is fsynced by the ticker within Options.SyncInterval.
+func TestTickerMakesOpsDurable(t *testing.T) {
+	opts := TestOptions()
+	opts.SyncInterval = 20 * time.Millisecond
+	s := testStoreWith(t, Config{}, opts)
+	u, err := s.AddUser("erin", 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	synced := 0
+	hookFdatasync(t, func(f *os.File) error {
+		mu.Lock()
+		synced++
+		mu.Unlock()
+		return f.Sync()
+	})
+	if _, err := s.Mkdir(u.Ino, "unsynced", 0o700, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	seq := s.seq
+	s.mu.Unlock()
+	waitFor(t, func() bool { s.sync.mu.Lock(); defer s.sync.mu.Unlock(); return s.sync.durable >= seq })
+	mu.Lock()
+	defer mu.Unlock()
+	if synced == 0 {
+		t.Error("the op became durable without an fsync")
 	}
 }
