@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"os"
@@ -24,6 +25,9 @@ type Options struct {
 	// Debug logs every FUSE request.
 	Debug  bool
 	Logger *slog.Logger
+	// MaxInodes bounds the files the kernel may remember before the
+	// oldest are pruned (see evictor); 0 means DefaultMaxInodes.
+	MaxInodes int
 }
 
 // FS is a mounted store.
@@ -31,6 +35,7 @@ type FS struct {
 	store  *backend.Store
 	log    *slog.Logger
 	server *fuse.Server
+	evict  *evictor
 	// rootUID and rootGID own the store root, which has no owner of its own.
 	rootUID, rootGID uint32
 }
@@ -51,9 +56,11 @@ func Mount(store *backend.Store, dir string, opts Options) (*FS, error) {
 		rootIno = u.Ino
 	}
 	root := &node{fsys: f, ino: rootIno}
+	f.evict = newEvictor(cmp.Or(opts.MaxInodes, DefaultMaxInodes))
 	mopts := f.mountOptions(store, opts)
 	server, err := gofs.Mount(dir, root, mopts)
 	if err != nil {
+		f.evict.stop()
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
 	f.server = server
@@ -92,7 +99,10 @@ func (f *FS) mountOptions(store *backend.Store, opts Options) *gofs.Options {
 }
 
 // Wait blocks until the filesystem is unmounted.
-func (f *FS) Wait() { f.server.Wait() }
+func (f *FS) Wait() {
+	f.server.Wait()
+	f.evict.stop()
+}
 
 // Unmount asks the kernel to unmount, waiting for open files to close.
 func (f *FS) Unmount() error { return f.server.Unmount() }

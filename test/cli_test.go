@@ -43,6 +43,7 @@ func TestCLIUsageErrors(t *testing.T) {
 		{[]string{"mount", "--bogus", store, dir}, []string{"bogus", "packdir mount --help"}},
 		{[]string{"mount", store}, []string{"mount needs 2 arguments"}},
 		{[]string{"mount", "--durability", "sometimes", store, dir}, []string{"--durability", "sometimes"}},
+		{[]string{"mount", "--max-inodes", "0", store, dir}, []string{"--max-inodes", "0"}},
 		{[]string{"init", "--container-size", "big", store}, []string{"--container-size", "big"}},
 		{[]string{"init", "--max-containers", "-1", store}, []string{"--max-containers"}},
 		{[]string{"init"}, []string{"init needs 1 argument"}},

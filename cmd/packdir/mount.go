@@ -40,6 +40,8 @@ func mountCommand() *cli.Command {
 			&cli.StringFlag{Name: "durability", Value: "normal",
 				Usage: "normal: deliveries durable on return, other changes within 1s; full: every change durable on return"},
 			&cli.BoolFlag{Name: "debug", Usage: "log every FUSE request"},
+			&cli.IntFlag{Name: "max-inodes", Value: fs.DefaultMaxInodes,
+				Usage: "files the kernel may remember before the oldest are forgotten (bounds the daemon's memory)"},
 		}, profileFlags()...),
 		Action: runMount,
 	}
@@ -54,6 +56,9 @@ func runMount(c *cli.Context) error {
 	full, err := durability(c.String("durability"))
 	if err != nil {
 		return err
+	}
+	if n := c.Int("max-inodes"); n < 1 {
+		return usagef("--max-inodes is at least 1, not %d", n)
 	}
 	if err := checkMountpoint(mnt); err != nil {
 		return err
@@ -74,7 +79,7 @@ func runMount(c *cli.Context) error {
 		return err
 	}
 	defer stopProfiling()
-	f, err := fs.Mount(s, mnt, fs.Options{User: c.String("user"), AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug"), Logger: log})
+	f, err := fs.Mount(s, mnt, fs.Options{User: c.String("user"), AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug"), Logger: log, MaxInodes: c.Int("max-inodes")})
 	if err != nil {
 		return err
 	}
