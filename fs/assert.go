@@ -21,7 +21,6 @@ var (
 	_ = (gofs.NodeFsyncer)((*node)(nil))
 	_ = (gofs.NodeStatfser)((*node)(nil))
 	_ = (gofs.NodeSetxattrer)((*node)(nil))
-	_ = (gofs.NodeOnForgetter)((*node)(nil))
 	_ = (gofs.NodeGetxattrer)((*node)(nil))
 	_ = (gofs.NodeRemovexattrer)((*node)(nil))
 

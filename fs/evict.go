@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -10,7 +11,7 @@ import (
 )
 
 // DefaultMaxInodes is how many files the kernel may hold inodes of before
-// the oldest are pruned.
+// some are pruned.
 const DefaultMaxInodes = 100_000
 
 // evictor bounds the memory the daemon spends on files the kernel
@@ -18,17 +19,28 @@ const DefaultMaxInodes = 100_000
 // the kernel holds an inode for every name it has looked up or listed
 // with READDIRPLUS until memory runs short, which on a large machine is
 // never: a scan of a folder of a million messages left a million nodes,
-// 1.5 GB of anonymous memory. Past max nodes, the evictor asks the kernel to forget
-// the oldest files (NOTIFY_PRUNE, or an entry invalidation on kernels
-// without it); the kernel sends FORGET for those no one has open, and
-// go-fuse drops their nodes. A forgotten name costs one LOOKUP when it is
-// used again; the index answers it.
+// 1.5 GB of anonymous memory. Past max file nodes, the evictor asks the
+// kernel to forget some (NOTIFY_PRUNE, or an entry invalidation on
+// kernels without it); the kernel sends FORGET for those no one has open,
+// and go-fuse drops their nodes. A forgotten name costs one LOOKUP when
+// it is used again; the index answers it.
+//
+// Victims are chosen at random: a scan of a folder larger than the limit
+// then still finds most of what the last scan left, where evicting the
+// oldest would drop exactly what the next scan needs first.
 type evictor struct {
-	max  int64
-	live atomic.Int64 // file nodes go-fuse holds for the kernel
+	max int
+	// young nodes, the last added, are kept in the queue when they look
+	// forgotten: go-fuse may not have registered them with the kernel
+	// yet. They are not picked either.
+	young int
+	// estimate counts file nodes: exact at the last count, plus every
+	// node made since (some of which go-fuse discards for an existing
+	// node of the same inode number).
+	estimate atomic.Int64
 
 	mu    sync.Mutex
-	queue []*node // file nodes, oldest first; some already forgotten
+	queue []*node // every file node the kernel may hold, and some it does not
 	kick  chan struct{}
 	quit  chan struct{}
 	done  chan struct{}
@@ -36,51 +48,32 @@ type evictor struct {
 
 func newEvictor(max int) *evictor {
 	e := &evictor{
-		max:  int64(max),
-		kick: make(chan struct{}, 1),
-		quit: make(chan struct{}),
-		done: make(chan struct{}),
+		max:   max,
+		young: min(4096, max/16),
+		kick:  make(chan struct{}, 1),
+		quit:  make(chan struct{}),
+		done:  make(chan struct{}),
 	}
 	go e.run()
 	return e
 }
 
-// added records a new file node that the kernel now holds.
+// added records a new file node, which the kernel is about to hold.
 func (e *evictor) added(n *node) {
-	live := e.live.Add(1)
 	e.mu.Lock()
 	e.queue = append(e.queue, n)
-	// Nodes forgotten without eviction (unlinked messages) stay queued
-	// until popped; drop them when they are most of the queue.
-	if len(e.queue) > 1024 && int64(len(e.queue)) > 2*live {
-		kept := e.queue[:0]
-		for _, q := range e.queue {
-			if !q.forgotten.Load() {
-				kept = append(kept, q)
-			}
-		}
-		clear(e.queue[len(kept):])
-		e.queue = kept
-	}
 	e.mu.Unlock()
-	if live > e.max {
-		e.kickIfOver()
+	if e.estimate.Add(1) > int64(e.max) {
+		e.kickNow()
 	}
 }
 
-// kickIfOver wakes the evictor if there are more file nodes than allowed.
-func (e *evictor) kickIfOver() {
-	if e.live.Load() <= e.max {
-		return
-	}
+func (e *evictor) kickNow() {
 	select {
 	case e.kick <- struct{}{}:
 	default:
 	}
 }
-
-// forgotten records that go-fuse dropped a file node.
-func (e *evictor) forgotten() { e.live.Add(-1) }
 
 func (e *evictor) stop() {
 	close(e.quit)
@@ -95,65 +88,81 @@ func (e *evictor) run() {
 			return
 		case <-e.kick:
 		}
+		live := e.count()
 		// Down to seven eighths of the limit, so that pruning runs in
 		// batches rather than once per new file.
-		if n := e.live.Load() - e.max*7/8; n > 0 {
-			nodes := e.oldest(int(n))
-			e.prune(nodes)
-			e.requeue(nodes)
-			// Files that were open are tried again in a while, even
-			// if no new file comes to kick the evictor.
-			time.AfterFunc(time.Second, e.kickIfOver)
+		n := live - e.max*7/8
+		if live <= e.max || n <= 0 {
+			continue
 		}
+		victims := e.pick(n)
+		e.prune(victims)
+		e.mu.Lock()
+		// Back in the queue: the next count drops those forgotten, and
+		// keeps those the kernel could not forget (open files).
+		e.queue = append(e.queue, victims...)
+		e.mu.Unlock()
+		e.estimate.Store(int64(live - len(victims)))
+		// Files that were open are tried again in a while, even if no
+		// new file comes to kick the evictor.
+		time.AfterFunc(time.Second, e.kickNow)
 	}
 }
 
-// oldest takes up to n nodes the kernel still holds off the queue.
-func (e *evictor) oldest(n int) []*node {
+// count drops forgotten nodes from the queue and returns how many file
+// nodes the kernel holds.
+func (e *evictor) count() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	kept := e.queue[:0]
+	live := 0
+	for i, n := range e.queue {
+		gone := n.Forgotten()
+		if !gone {
+			live++
+		}
+		if !gone || i >= len(e.queue)-e.young {
+			kept = append(kept, n)
+		}
+	}
+	clear(e.queue[len(kept):])
+	e.queue = kept
+	e.estimate.Store(int64(live))
+	return live
+}
+
+// pick takes n nodes the kernel holds off the queue, at random, leaving
+// the young ones.
+func (e *evictor) pick(n int) []*node {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var out []*node
-	i := 0
-	for ; i < len(e.queue) && len(out) < n; i++ {
-		if !e.queue[i].forgotten.Load() {
-			out = append(out, e.queue[i])
+	for tries := 0; len(out) < n && len(e.queue) > e.young && tries < 4*n; tries++ {
+		i := rand.IntN(len(e.queue) - e.young)
+		v := e.queue[i]
+		last := len(e.queue) - 1
+		e.queue[i] = e.queue[last]
+		e.queue[last] = nil
+		e.queue = e.queue[:last]
+		if !v.Forgotten() {
+			out = append(out, v)
 		}
 	}
-	clear(e.queue[:i])
-	e.queue = e.queue[i:]
 	return out
-}
-
-// requeue puts pruned nodes back at the end of the queue. The kernel
-// cannot forget a file that is open, or one whose LOOKUP answer it has
-// not yet read; those are pruned again later. The rest are forgotten
-// by then, and skipped.
-func (e *evictor) requeue(nodes []*node) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, n := range nodes {
-		if !n.forgotten.Load() {
-			e.queue = append(e.queue, n)
-		}
-	}
 }
 
 // prune asks the kernel to forget nodes. It runs outside every FUSE
 // request: the kernel takes directory locks to act on it, which a
 // request in the same directory may hold while it waits for its answer.
 func (e *evictor) prune(nodes []*node) {
-	if len(nodes) == 0 {
-		return
-	}
 	const batch = 512 // node ids per notification
-	root := &nodes[0].Inode
 	for len(nodes) > 0 {
 		k := min(batch, len(nodes))
 		inodes := make([]*gofs.Inode, k)
 		for i, n := range nodes[:k] {
 			inodes[i] = &n.Inode
 		}
-		if errno := root.NotifyPrune(inodes); errno == syscall.ENOSYS {
+		if errno := inodes[0].NotifyPrune(inodes); errno == syscall.ENOSYS {
 			invalidate(nodes)
 			return
 		}

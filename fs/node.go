@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"sync/atomic"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -30,18 +29,6 @@ type node struct {
 	// commits it. go-fuse learns the new parent only after Rename or Link
 	// returns, so a release in between cannot tell from the parent.
 	commitOnClose bool
-
-	// counted: a file node the evictor counts; forgotten once go-fuse
-	// has dropped it.
-	counted   bool
-	forgotten atomic.Bool
-}
-
-// OnForget is called when go-fuse drops the node: the kernel forgot it.
-func (n *node) OnForget() {
-	if n.counted && !n.forgotten.Swap(true) {
-		n.fsys.evict.forgotten()
-	}
 }
 
 func (n *node) store() *backend.Store { return n.fsys.store }
@@ -55,9 +42,8 @@ func (n *node) errno(err error, op, name string) syscall.Errno {
 // that exists for a.Ino (hard links).
 func (n *node) newChild(ctx context.Context, a backend.Attr, out *fuse.EntryOut) *gofs.Inode {
 	child := &node{fsys: n.fsys, ino: a.Ino, last: a}
-	child.counted = a.Mode&backend.ModeType == backend.ModeRegular
 	in := n.NewInode(ctx, child, gofs.StableAttr{Mode: a.Mode & backend.ModeType, Ino: a.Ino})
-	if child.counted && in.Operations() == gofs.InodeEmbedder(child) {
+	if a.Mode&backend.ModeType == backend.ModeRegular {
 		n.fsys.evict.added(child)
 	}
 	n.fsys.fillAttr(a, &out.Attr)
