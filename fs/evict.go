@@ -109,15 +109,15 @@ func (e *evictor) run() {
 	}
 }
 
-// count drops forgotten nodes from the queue and returns how many file
-// nodes the kernel holds.
+// count drops forgotten nodes from the queue and returns how many named
+// file nodes the kernel holds.
 func (e *evictor) count() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	kept := e.queue[:0]
 	live := 0
 	for i, n := range e.queue {
-		gone := n.Forgotten()
+		gone := !named(n)
 		if !gone {
 			live++
 		}
@@ -144,11 +144,21 @@ func (e *evictor) pick(n int) []*node {
 		e.queue[i] = e.queue[last]
 		e.queue[last] = nil
 		e.queue = e.queue[:last]
-		if !v.Forgotten() {
+		if named(v) {
 			out = append(out, v)
 		}
 	}
 	return out
+}
+
+// named reports whether go-fuse has n in the tree under a name: false
+// for a node it forgot, and for one it discarded at registration for an
+// existing node of the same inode number (OnForget tells only the first).
+// An unlinked file still open has no name either; it cannot be pruned,
+// and goes when it is closed.
+func named(n *node) bool {
+	_, parent := n.Parent()
+	return parent != nil
 }
 
 // prune asks the kernel to forget nodes. It runs outside every FUSE
