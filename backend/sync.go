@@ -12,7 +12,7 @@ import (
 // far (it leads); callers that arrive meanwhile wait for it and, if their
 // ops came after what it covered, one of them leads the next. So one
 // delivery pays one fsync and no hand-off to another goroutine, and many
-// concurrent deliveries share each fsync. A ticker makes sure no
+// concurrent deliveries share each fsync. A timer makes sure no
 // acknowledged op stays volatile longer than Options.SyncInterval.
 type syncer struct {
 	mu      sync.Mutex
@@ -26,9 +26,9 @@ type syncer struct {
 	// recovery has read back what the container really holds.
 	err     error
 	stopped bool
-	done    chan struct{} // the ticker and the reaper each send once when they end
+	done    chan struct{} // closed when background ends
 	quit    chan struct{}
-	reap    chan struct{} // wakes the reaper: spool files may be due
+	reap    chan struct{} // wakes background: spool files may be due
 
 	// dropped are spool files to delete once their op is durable.
 	dropped []droppedSpool
@@ -42,18 +42,16 @@ type droppedSpool struct {
 func (y *syncer) start(s *Store) {
 	y.cond = sync.NewCond(&y.mu)
 	y.durable = s.seq
-	y.done = make(chan struct{}, 2)
+	y.done = make(chan struct{})
 	y.quit = make(chan struct{})
 	y.reap = make(chan struct{}, 1)
-	go y.tick(s)
-	go y.reaper(s)
+	go y.background(s)
 }
 
-// stop ends the ticker and waits for a running fsync; later waits return
-// ErrClosed.
+// stop ends background and waits for a running fsync; later waits
+// return ErrClosed.
 func (y *syncer) stop() {
 	close(y.quit)
-	<-y.done
 	<-y.done
 	y.mu.Lock()
 	y.stopped = true
@@ -124,25 +122,12 @@ func (y *syncer) lead(s *Store) {
 	y.cond.Broadcast()
 }
 
-// reaper deletes spool files once the ops that dropped them are durable,
-// off the path of the fsync's waiters.
-func (y *syncer) reaper(s *Store) {
-	defer func() { y.done <- struct{}{} }()
-	for {
-		select {
-		case <-y.quit:
-			return
-		case <-y.reap:
-		}
-		y.mu.Lock()
-		durable := y.durable
-		y.mu.Unlock()
-		s.removeDroppedSpool(durable)
-	}
-}
-
-func (y *syncer) tick(s *Store) {
-	defer func() { y.done <- struct{}{} }()
+// background fsyncs on a timer, so that no acknowledged op stays
+// volatile longer than Options.SyncInterval, and deletes spool files once
+// the ops that dropped them are durable, off the path of the fsync's
+// waiters.
+func (y *syncer) background(s *Store) {
+	defer close(y.done)
 	t := time.NewTicker(s.opts.SyncInterval)
 	defer t.Stop()
 	for {
@@ -150,13 +135,18 @@ func (y *syncer) tick(s *Store) {
 		case <-y.quit:
 			return
 		case <-t.C:
+			s.mu.Lock()
+			seq := s.seq
+			s.mu.Unlock()
+			// An error is reported to the ops that wait; the timer
+			// only keeps trying to lead.
+			_ = y.wait(s, seq)
+		case <-y.reap:
+			y.mu.Lock()
+			durable := y.durable
+			y.mu.Unlock()
+			s.removeDroppedSpool(durable)
 		}
-		s.mu.Lock()
-		seq := s.seq
-		s.mu.Unlock()
-		// An error is reported to the ops that wait; the ticker only
-		// keeps trying to lead.
-		_ = y.wait(s, seq)
 	}
 }
 

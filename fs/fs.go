@@ -25,8 +25,8 @@ type Options struct {
 	// Debug logs every FUSE request.
 	Debug  bool
 	Logger *slog.Logger
-	// MaxInodes bounds the files the kernel may remember before the
-	// oldest are pruned (see evictor); 0 means DefaultMaxInodes.
+	// MaxInodes bounds the files the kernel may remember before some
+	// are pruned (see evictor); 0 means DefaultMaxInodes.
 	MaxInodes int
 }
 

@@ -41,7 +41,7 @@ func mountCommand() *cli.Command {
 				Usage: "normal: deliveries durable on return, other changes within 1s; full: every change durable on return"},
 			&cli.BoolFlag{Name: "debug", Usage: "log every FUSE request"},
 			&cli.IntFlag{Name: "max-inodes", Value: fs.DefaultMaxInodes,
-				Usage: "files the kernel may remember before the oldest are forgotten (bounds the daemon's memory)"},
+				Usage: "files the kernel may remember before some are forgotten (bounds the daemon's memory)"},
 		}, profileFlags()...),
 		Action: runMount,
 	}
