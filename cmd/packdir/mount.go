@@ -63,6 +63,11 @@ func runMount(c *cli.Context) error {
 	if err := checkMountpoint(mnt); err != nil {
 		return err
 	}
+	// Catch the signals before anything is mounted: one that arrives while
+	// mounting must unmount, not kill the daemon with the mount left dead.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
 	s, err := openOrInit(storeDir, full)
 	if err != nil {
 		return err
@@ -84,7 +89,7 @@ func runMount(c *cli.Context) error {
 		return err
 	}
 	log.Info("mounted", "store", storeDir, "mountpoint", mnt, "user", c.String("user"))
-	go unmountOnSignal(f, mnt, log.Info)
+	go unmountOnSignal(sig, f, mnt, log.Info)
 	f.Wait()
 	if err := s.Close(); err != nil {
 		return fmt.Errorf("close store %s: %w", storeDir, err)
@@ -183,11 +188,9 @@ func unescapeMountinfo(s string) string {
 	return b.String()
 }
 
-// unmountOnSignal unmounts on SIGINT or SIGTERM. If files are still open
-// the mount is detached, and served until the last one closes.
-func unmountOnSignal(f *fs.FS, mnt string, info func(string, ...any)) {
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+// unmountOnSignal unmounts on the first signal from sig. If files are
+// still open the mount is detached, and served until the last one closes.
+func unmountOnSignal(sig <-chan os.Signal, f *fs.FS, mnt string, info func(string, ...any)) {
 	s := <-sig
 	info("unmounting", "signal", s.String(), "mountpoint", mnt)
 	for i := 0; i < 10; i++ {
