@@ -148,6 +148,7 @@ func (s *Store) createContainer(n uint32) (*container, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backend: create container %d: %w", n, err)
 	}
+	failpoint(fpNextBeforeHeader)
 	hdr := record.ContainerHeader{Number: n, StoreID: s.storeID}.Encode()
 	if _, err = f.Write(hdr); err == nil {
 		err = f.Sync()

@@ -40,6 +40,9 @@ var (
 	// fpSealBeforeNext: the sealed container is fsynced, the next one
 	// does not exist yet.
 	fpSealBeforeNext = registerFailpoint("seal-before-next")
+	// fpNextBeforeHeader: the next container's file is created, its
+	// header is not written.
+	fpNextBeforeHeader = registerFailpoint("next-before-header")
 	// fpSealBeforeIndex: the next container exists, durably, the index
 	// transaction that makes it active is not committed.
 	fpSealBeforeIndex = registerFailpoint("seal-before-index")

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -105,7 +106,12 @@ func (s *Store) replayContainer(n uint32, start int64, isLast bool) (replayed, e
 	}
 	defer f.Close()
 	if err := s.checkHeader(f, n); err != nil {
-		return replayed{}, err
+		if !isLast || !s.headerNeverWritten(f, n) {
+			return replayed{}, err
+		}
+		if err := s.writeMissingHeader(f, n); err != nil {
+			return replayed{}, err
+		}
 	}
 	if _, err := f.Seek(start, 0); err != nil {
 		return replayed{}, err
@@ -232,6 +238,37 @@ func (s *Store) checkHeader(f *os.File, n uint32) error {
 	}
 	if h.Number != n || h.StoreID != s.storeID {
 		return &CorruptError{Container: n, Offset: 0, Reason: fmt.Sprintf("header names container %d of store %x", h.Number, h.StoreID)}
+	}
+	return nil
+}
+
+// headerNeverWritten reports whether container file f holds no more than
+// a beginning of the header it should have (or zeros): a crash after the
+// file was created and before its header was written (or fsynced). Every
+// record follows the header, so no record can have been in it.
+func (s *Store) headerNeverWritten(f *os.File, n uint32) bool {
+	fi, err := f.Stat()
+	if err != nil || fi.Size() > record.HeaderSize {
+		return false
+	}
+	got := make([]byte, fi.Size())
+	if _, err := f.ReadAt(got, 0); err != nil {
+		return false
+	}
+	want := record.ContainerHeader{Number: n, StoreID: s.storeID}.Encode()
+	return bytes.HasPrefix(want, got) || bytes.Count(got, []byte{0}) == len(got)
+}
+
+// writeMissingHeader gives the last container the header a crash kept it
+// from getting, so that it is what its creation would have left.
+func (s *Store) writeMissingHeader(f *os.File, n uint32) error {
+	s.log.Warn("container was created but its header not written before a crash; writing it", "container", n)
+	hdr := record.ContainerHeader{Number: n, StoreID: s.storeID}.Encode()
+	if _, err := f.WriteAt(hdr, 0); err != nil {
+		return fmt.Errorf("backend: container %d: write header: %w", n, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("backend: container %d: write header: %w", n, err)
 	}
 	return nil
 }
