@@ -215,8 +215,21 @@ func (x ix) inode(ino uint64) (*inode, error) {
 	return decodeInode(v)
 }
 
+// Leaf pages of the inodes and dirents buckets are filled before they
+// split, not split half full (bbolt's default): inode numbers only grow,
+// and Maildir names in one directory mostly sort in the order they are
+// made, so almost every new key lands on the last page, and a page split
+// in half would stay half empty. At half fill the index was twice the
+// size, and so was what a scan of a large folder reads and maps.
+const (
+	inodesFill  = 1.0
+	direntsFill = 0.9 // some room for flag renames, which insert mid-page
+)
+
 func (x ix) putInode(ino uint64, n *inode) error {
-	return x.tx.Bucket(bucketInodes).Put(inoKey(ino), encodeInode(n))
+	b := x.tx.Bucket(bucketInodes)
+	b.FillPercent = inodesFill
+	return b.Put(inoKey(ino), encodeInode(n))
 }
 
 func (x ix) deleteInode(ino uint64) error { return x.tx.Bucket(bucketInodes).Delete(inoKey(ino)) }
@@ -231,7 +244,9 @@ func (x ix) dirent(parent uint64, name string) (dirent, bool, error) {
 }
 
 func (x ix) putDirent(parent uint64, name string, d dirent) error {
-	return x.tx.Bucket(bucketDirents).Put(direntKey(parent, name), encodeDirent(d))
+	b := x.tx.Bucket(bucketDirents)
+	b.FillPercent = direntsFill
+	return b.Put(direntKey(parent, name), encodeDirent(d))
 }
 
 func (x ix) deleteDirent(parent uint64, name string) error {
