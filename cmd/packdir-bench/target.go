@@ -112,6 +112,7 @@ func (t *target) unmount() error {
 		}
 		return nil
 	case <-time.After(30 * time.Second):
+		fmt.Fprintf(os.Stderr, "packdir-bench: daemon %d still running 30s after SIGTERM:\n%s", t.pid(), procState(t.pid()))
 		t.kill()
 		return fmt.Errorf("packdir did not exit within 30s of SIGTERM; killed it")
 	}
@@ -126,7 +127,7 @@ func (t *target) kill() {
 		select {
 		case <-t.exited:
 		case <-time.After(10 * time.Second):
-			fmt.Fprintf(os.Stderr, "packdir-bench: daemon %d stuck after SIGKILL; aborting its FUSE connection %s\n", t.pid(), t.conn)
+			fmt.Fprintf(os.Stderr, "packdir-bench: daemon %d stuck after SIGKILL; aborting its FUSE connection %s\n%s", t.pid(), t.conn, procState(t.pid()))
 			abortConn(t.conn)
 			<-t.exited
 		}
@@ -135,6 +136,33 @@ func (t *target) kill() {
 	if ok, _ := isFuseMount(t.root); ok {
 		syscall.Unmount(t.root, syscall.MNT_DETACH)
 	}
+}
+
+// procState describes where process pid is stuck: its open files and,
+// for each thread, the kernel function it sleeps in and the kernel stack
+// (readable by root only), for a report of a daemon that does not exit.
+func procState(pid int) string {
+	var b strings.Builder
+	dir := fmt.Sprintf("/proc/%d", pid)
+	if fds, err := os.ReadDir(dir + "/fd"); err == nil {
+		for _, fd := range fds {
+			target, _ := os.Readlink(filepath.Join(dir, "fd", fd.Name()))
+			fmt.Fprintf(&b, "  fd %s -> %s\n", fd.Name(), target)
+		}
+	}
+	tasks, _ := os.ReadDir(dir + "/task")
+	for _, task := range tasks {
+		tdir := filepath.Join(dir, "task", task.Name())
+		wchan, _ := os.ReadFile(tdir + "/wchan")
+		stack, _ := os.ReadFile(tdir + "/stack")
+		fmt.Fprintf(&b, "  thread %s in %s\n", task.Name(), wchan)
+		for _, line := range strings.Split(strings.TrimSpace(string(stack)), "\n") {
+			if line != "" {
+				fmt.Fprintf(&b, "    %s\n", line)
+			}
+		}
+	}
+	return b.String()
 }
 
 // abortConn aborts FUSE connection conn through fusectl.
