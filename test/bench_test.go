@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,8 +35,12 @@ type benchReport struct {
 			RSSFull           int64       `json:"rss_full_bytes"`
 		}
 	}
-	RSS  int64 `json:"packdir_rss_bytes"`
-	Anon int64 `json:"packdir_anon_bytes"`
+	RSS    int64 `json:"packdir_rss_bytes"`
+	Anon   int64 `json:"packdir_anon_bytes"`
+	Wakeup struct {
+		CrossCPU float64 `json:"cross_cpu_p50_us"`
+		SameCPU  float64 `json:"same_cpu_p50_us"`
+	}
 }
 
 type benchResult struct {
@@ -80,6 +85,9 @@ func TestBenchQuick(t *testing.T) {
 	}
 	checkBenchPhases(t, rep)
 	checkBenchSpace(t, rep)
+	if w := rep.Wakeup; w.SameCPU <= 0 || (runtime.NumCPU() > 1) != (w.CrossCPU > 0) {
+		t.Errorf("wakeup round trips: %+v on %d CPUs; want the same-CPU figure, and the cross-CPU one with 2 CPUs or more", w, runtime.NumCPU())
+	}
 	if rep.Scale == nil {
 		t.Fatal("no scale report with --scale")
 	}

@@ -37,6 +37,8 @@ type report struct {
 	Phases []phaseResult    `json:"phases"`
 	Space  map[string]space `json:"space"`
 	Scale  *scaleReport     `json:"scale,omitempty"`
+	// Wakeup is the floor under a FUSE request's latency on this machine.
+	Wakeup wakeup `json:"wakeup"`
 	// RSSBytes is the daemon's resident set size at the end of the run.
 	RSSBytes int64 `json:"packdir_rss_bytes"`
 	// AnonBytes is the part of it that is not mapped file pages.

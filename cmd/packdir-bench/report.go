@@ -9,6 +9,10 @@ import (
 func printReport(out io.Writer, rep *report) {
 	fmt.Fprintf(out, "packdir-bench: %d messages, seed %d, %d writers, cold phases %v, in %s\n\n",
 		rep.Config.Messages, rep.Config.Seed, rep.Config.Writers, rep.Config.Cold, rep.Config.Dir)
+	if w := rep.Wakeup; w.CrossCPUP50us > 0 {
+		fmt.Fprintf(out, "this machine: waking a thread on another CPU and back takes %.1f µs (p50), on the same CPU %.1f µs; every FUSE request costs one\n\n",
+			w.CrossCPUP50us, w.SameCPUP50us)
+	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "phase\tops\tnative ops/s\tpackdir ops/s\tratio\tnative MB/s\tpackdir MB/s\tnative p50/p99 µs\tpackdir p50/p99 µs\t")
 	for _, p := range rep.Phases {

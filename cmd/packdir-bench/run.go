@@ -73,14 +73,18 @@ func (b *bench) phases() []phase {
 }
 
 func (b *bench) run(work string) (*report, error) {
+	rep := &report{Config: b.cfg, Space: map[string]space{}}
 	var err error
+	// Before the daemon starts, so that it does not disturb the figure.
+	if rep.Wakeup, err = measureWakeup(); err != nil {
+		return nil, err
+	}
 	if b.native, err = newNative(work); err != nil {
 		return nil, err
 	}
 	if b.packed, err = newPackdir(work, b.cfg.Packdir, b.cfg.MountArgs); err != nil {
 		return nil, err
 	}
-	rep := &report{Config: b.cfg, Space: map[string]space{}}
 	for i, p := range b.phases() {
 		pr, err := b.runPhase(i, p)
 		if err != nil {
