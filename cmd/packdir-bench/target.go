@@ -112,7 +112,9 @@ func (t *target) unmount() error {
 		}
 		return nil
 	case <-time.After(30 * time.Second):
-		fmt.Fprintf(os.Stderr, "packdir-bench: daemon %d still running 30s after SIGTERM:\n%s", t.pid(), procState(t.pid()))
+		waiting, _ := os.ReadFile(filepath.Join("/sys/fs/fuse/connections", t.conn, "waiting"))
+		fmt.Fprintf(os.Stderr, "packdir-bench: daemon %d still running 30s after SIGTERM; FUSE connection %s, requests waiting: %s\n%s",
+			t.pid(), t.conn, strings.TrimSpace(string(waiting)), procState(t.pid()))
 		t.kill()
 		return fmt.Errorf("packdir did not exit within 30s of SIGTERM; killed it")
 	}
