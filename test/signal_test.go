@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,10 @@ func TestSignalRightAfterMount(t *testing.T) {
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	mnt, err := filepath.EvalSymlinks(mnt) // as mountinfo shows it
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < 20; i++ {
 		var out bytes.Buffer
 		cmd := exec.Command(harness.Binary(t), "mount", "--user", "alice", store, mnt)
@@ -36,7 +41,15 @@ func TestSignalRightAfterMount(t *testing.T) {
 		t.Cleanup(func() {
 			if !exited {
 				syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
-				<-done
+				select {
+				case <-done:
+				case <-time.After(10 * time.Second):
+					t.Errorf("packdir (pid %d) stuck after SIGKILL; aborting its FUSE connection", cmd.Process.Pid)
+					if err := harness.AbortFuse(mnt); err != nil {
+						t.Error(err)
+					}
+					<-done
+				}
 			}
 			if ok, _ := harness.IsFuseMounted(mnt); ok {
 				syscall.Unmount(mnt, syscall.MNT_DETACH)
@@ -77,4 +90,26 @@ func waitFuseMounted(t *testing.T, mnt string, done <-chan error, out *bytes.Buf
 		}
 	}
 	t.Fatalf("%s not mounted after 20s", mnt)
+}
+
+// TestAbortFuse checks the harness's last resort for a daemon stuck in
+// the kernel: aborting the mount's FUSE connection cuts it off at once.
+func TestAbortFuse(t *testing.T) {
+	harness.RequireFuse(t)
+	dir := t.TempDir()
+	mnt, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := harness.Start(t, filepath.Join(t.TempDir(), "store"), mnt, "--user", "alice")
+	if _, err := os.Stat(filepath.Join(mnt, "cur")); err != nil {
+		t.Fatal(err)
+	}
+	if err := harness.AbortFuse(mnt); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "new")); !errors.Is(err, syscall.ENOTCONN) {
+		t.Errorf("stat in the mount after the abort: %v, want ENOTCONN", err)
+	}
+	m.Kill(t) // the daemon may have exited already; the dead mount is detached
 }

@@ -63,11 +63,6 @@ func runMount(c *cli.Context) error {
 	if err := checkMountpoint(mnt); err != nil {
 		return err
 	}
-	// Catch the signals before anything is mounted: one that arrives while
-	// mounting must unmount, not kill the daemon with the mount left dead.
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
 	s, err := openOrInit(storeDir, full)
 	if err != nil {
 		return err
@@ -84,6 +79,14 @@ func runMount(c *cli.Context) error {
 		return err
 	}
 	defer stopProfiling()
+	// Until now a signal ends the process, and recovery, which is safe
+	// to interrupt, with it. From the mount on it must unmount: killed
+	// while go-fuse's own first request to the new mount is in flight,
+	// the process would hang in the kernel, waiting for an answer from
+	// itself, with the mount dead.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
 	f, err := fs.Mount(s, mnt, fs.Options{User: c.String("user"), AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug"), Logger: log, MaxInodes: c.Int("max-inodes")})
 	if err != nil {
 		return err

@@ -301,8 +301,7 @@ func (m *Mount) Stop(t testing.TB) {
 	if !m.waitExit(exitTimeout) {
 		t.Errorf("packdir mount (pid %d) still running %v after SIGTERM; killing it; output:\n%s",
 			m.PID, exitTimeout, m.output.String())
-		m.signal(syscall.SIGKILL)
-		m.waitExit(exitTimeout)
+		m.killStuck(t)
 	} else if m.waitErr != nil {
 		t.Errorf("packdir mount (pid %d) did not exit cleanly: %v; output:\n%s", m.PID, m.waitErr, m.output.String())
 	}
@@ -320,14 +319,26 @@ func (m *Mount) Kill(t testing.TB) {
 		return
 	}
 	m.stopped = true
-	if !m.exited() {
-		m.signal(syscall.SIGKILL)
-	}
-	if !m.waitExit(exitTimeout) {
-		t.Errorf("packdir mount (pid %d) still running %v after SIGKILL", m.PID, exitTimeout)
-	}
+	m.killStuck(t)
 	if mounted, _ := IsFuseMounted(m.absDir); mounted {
 		m.unmount(t, false)
+	}
+}
+
+// killStuck SIGKILLs the daemon and waits for it to exit; if it does not,
+// it reports so and aborts its FUSE connection, which frees it.
+func (m *Mount) killStuck(t testing.TB) {
+	t.Helper()
+	m.signal(syscall.SIGKILL)
+	if m.waitExit(exitTimeout) {
+		return
+	}
+	t.Errorf("packdir mount (pid %d) still running %v after SIGKILL; aborting its FUSE connection", m.PID, exitTimeout)
+	if err := AbortFuse(m.absDir); err != nil {
+		t.Errorf("harness: %v", err)
+	}
+	if !m.waitExit(exitTimeout) {
+		t.Errorf("packdir mount (pid %d) still running after its FUSE connection was aborted", m.PID)
 	}
 }
 
@@ -389,6 +400,7 @@ func (m *Mount) unmount(t testing.TB, fuseFirst bool) {
 
 // MountEntry is one line of /proc/self/mountinfo, the fields we use.
 type MountEntry struct {
+	Device     string // field 3, major:minor; for FUSE the minor is the connection number
 	MountPoint string // field 5, unescaped
 	FSType     string // first field after the " - " separator, e.g. "fuse" or "fuse.packdir"
 	Source     string // second field after the separator
@@ -437,6 +449,7 @@ func parseMountinfoLine(line string) (MountEntry, error) {
 		return MountEntry{}, fmt.Errorf("no \" - fstype source\" part: %q", line)
 	}
 	return MountEntry{
+		Device:     fields[2],
 		MountPoint: unescapeMountinfo(fields[4]),
 		FSType:     fields[sep+1],
 		Source:     unescapeMountinfo(fields[sep+2]),
@@ -479,13 +492,47 @@ func IsFuseMounted(dir string) (bool, error) {
 }
 
 func fuseMountedIn(entries []MountEntry, dir string) bool {
+	_, ok := fuseMountAt(entries, dir)
+	return ok
+}
+
+func fuseMountAt(entries []MountEntry, dir string) (MountEntry, bool) {
 	dir = filepath.Clean(dir)
 	for _, e := range entries {
 		if e.MountPoint == dir && e.IsFuse() {
-			return true
+			return e, true
 		}
 	}
-	return false
+	return MountEntry{}, false
+}
+
+// AbortFuse aborts the FUSE connection of the mount on dir (absolute,
+// symlinks resolved) through fusectl, as the last way to free a daemon
+// that SIGKILL does not end: one of its threads waits in the kernel for
+// an answer to a request to its own mount, which no thread is left to
+// give.
+func AbortFuse(dir string) error {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	entries, err := ParseMountinfo(f)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	e, ok := fuseMountAt(entries, dir)
+	if !ok {
+		return fmt.Errorf("no FUSE mount on %s", dir)
+	}
+	_, conn, _ := strings.Cut(e.Device, ":")
+	const ctl = "/sys/fs/fuse/connections"
+	if _, err := os.Stat(filepath.Join(ctl, conn)); err != nil {
+		if err := syscall.Mount("fusectl", ctl, "fusectl", 0, ""); err != nil {
+			return fmt.Errorf("mount fusectl: %w", err)
+		}
+	}
+	return os.WriteFile(filepath.Join(ctl, conn, "abort"), []byte("1"), 0)
 }
 
 // syncBuffer is a bytes.Buffer that the daemon's output goroutine and the

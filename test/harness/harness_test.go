@@ -15,45 +15,45 @@ func TestParseMountinfo(t *testing.T) {
 		{
 			name: "proc(5) example with an optional field",
 			in:   "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue\n",
-			want: []MountEntry{{MountPoint: "/mnt2", FSType: "ext3", Source: "/dev/root"}},
+			want: []MountEntry{{Device: "98:0", MountPoint: "/mnt2", FSType: "ext3", Source: "/dev/root"}},
 		},
 		{
 			name: "no optional fields",
 			in:   "22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw\n",
-			want: []MountEntry{{MountPoint: "/proc", FSType: "proc", Source: "proc"}},
+			want: []MountEntry{{Device: "0:21", MountPoint: "/proc", FSType: "proc", Source: "proc"}},
 		},
 		{
 			name: "several optional fields",
 			in:   "40 22 0:35 / /a rw shared:5 master:3 propagate_from:2 unbindable - tmpfs tmpfs rw\n",
-			want: []MountEntry{{MountPoint: "/a", FSType: "tmpfs", Source: "tmpfs"}},
+			want: []MountEntry{{Device: "0:35", MountPoint: "/a", FSType: "tmpfs", Source: "tmpfs"}},
 		},
 		{
 			name: "go-fuse mount with subtype",
 			in:   "612 29 0:58 / /tmp/TestX123/001 rw,nosuid,nodev,relatime shared:310 - fuse.packdir packdir rw,user_id=0,group_id=0,allow_other\n",
-			want: []MountEntry{{MountPoint: "/tmp/TestX123/001", FSType: "fuse.packdir", Source: "packdir"}},
+			want: []MountEntry{{Device: "0:58", MountPoint: "/tmp/TestX123/001", FSType: "fuse.packdir", Source: "packdir"}},
 		},
 		{
 			name: "escaped space, tab, newline and backslash",
 			in:   `50 22 0:40 / /mnt/a\040b\011c\012d\134e rw - fuse /dev/fuse\040x rw` + "\n",
-			want: []MountEntry{{MountPoint: "/mnt/a b\tc\nd\\e", FSType: "fuse", Source: "/dev/fuse x"}},
+			want: []MountEntry{{Device: "0:40", MountPoint: "/mnt/a b\tc\nd\\e", FSType: "fuse", Source: "/dev/fuse x"}},
 		},
 		{
 			name: "a backslash that is no escape stays",
 			in:   `51 22 0:41 / /mnt/a\9x\04 rw - fuseblk src rw` + "\n",
-			want: []MountEntry{{MountPoint: `/mnt/a\9x\04`, FSType: "fuseblk", Source: "src"}},
+			want: []MountEntry{{Device: "0:41", MountPoint: `/mnt/a\9x\04`, FSType: "fuseblk", Source: "src"}},
 		},
 		{
 			name: "a hyphen inside the mount point is not the separator",
 			in:   "52 22 0:42 / /- rw - fuse.sshfs host:/ rw\n",
-			want: []MountEntry{{MountPoint: "/-", FSType: "fuse.sshfs", Source: "host:/"}},
+			want: []MountEntry{{Device: "0:42", MountPoint: "/-", FSType: "fuse.sshfs", Source: "host:/"}},
 		},
 		{
 			name: "several lines, blank line skipped",
 			in: "22 1 0:21 / /proc rw - proc proc rw\n\n" +
 				"612 29 0:58 / /m rw - fuse.packdir packdir rw\n",
 			want: []MountEntry{
-				{MountPoint: "/proc", FSType: "proc", Source: "proc"},
-				{MountPoint: "/m", FSType: "fuse.packdir", Source: "packdir"},
+				{Device: "0:21", MountPoint: "/proc", FSType: "proc", Source: "proc"},
+				{Device: "0:58", MountPoint: "/m", FSType: "fuse.packdir", Source: "packdir"},
 			},
 		},
 		{name: "empty", in: "", want: nil},
