@@ -139,6 +139,11 @@ func (c *containerFiles) list() ([]uint32, error) {
 	return nums, nil
 }
 
+// containerHeader is the header container n of this store starts with.
+func (s *Store) containerHeader(n uint32) []byte {
+	return record.ContainerHeader{Number: n, StoreID: s.storeID}.Encode()
+}
+
 // createContainer writes a new container file holding only its header and
 // makes it durable, so that the journal never points into a file that a
 // crash could lose.
@@ -149,8 +154,7 @@ func (s *Store) createContainer(n uint32) (*container, error) {
 		return nil, fmt.Errorf("backend: create container %d: %w", n, err)
 	}
 	failpoint(fpNextBeforeHeader)
-	hdr := record.ContainerHeader{Number: n, StoreID: s.storeID}.Encode()
-	if _, err = f.Write(hdr); err == nil {
+	if _, err = f.Write(s.containerHeader(n)); err == nil {
 		err = f.Sync()
 	}
 	if err == nil {

@@ -370,15 +370,10 @@ func TestFailpointsPowerLoss(t *testing.T) {
 // fsynced with its seal record before the next one is created.
 func loseUnsynced(t *testing.T, dir string, r *childRun, rng *rand.Rand) {
 	t.Helper()
-	paths, err := filepath.Glob(filepath.Join(dir, "containers", "*.pack"))
-	must(t, err)
-	sort.Strings(paths)
-	last := paths[len(paths)-1]
-	n, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(last), ".pack"), 10, 32)
-	must(t, err)
+	last, n := lastContainer(t, dir)
 	fi, err := os.Stat(last)
 	must(t, err)
-	synced, ok := r.synced[uint32(n)]
+	synced, ok := r.synced[n]
 	if !ok {
 		// Created after the last ack: its header is fsynced, unless the
 		// process died before writing it.
@@ -394,6 +389,19 @@ func loseUnsynced(t *testing.T, dir string, r *childRun, rng *rand.Rand) {
 	t.Logf("power loss: container %d cut from %d to %d bytes (%d fsynced)", n, fi.Size(), cut, synced)
 	must(t, os.Truncate(last, cut))
 	must(t, writeState(dir, state{dirty: true, pid: 1, bootID: "an-earlier-boot"}))
+}
+
+// lastContainer returns the path and number of the newest container file
+// in store dir.
+func lastContainer(t *testing.T, dir string) (string, uint32) {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(dir, "containers", "*.pack"))
+	must(t, err)
+	sort.Strings(paths)
+	last := paths[len(paths)-1]
+	n, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(last), ".pack"), 10, 32)
+	must(t, err)
+	return last, uint32(n)
 }
 
 // bufLogger logs text lines into buf.
@@ -436,18 +444,13 @@ func TestNextContainerHeaderTorn(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := newCrashStore(t)
 			r := runChild(t, dir, fpNextBeforeHeader+"@3")
-			paths, err := filepath.Glob(filepath.Join(dir, "containers", "*.pack"))
-			must(t, err)
-			sort.Strings(paths)
-			last := paths[len(paths)-1]
-			n, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(last), ".pack"), 10, 32)
-			must(t, err)
+			last, n := lastContainer(t, dir)
 			cfg, err := readConfig(dir)
 			must(t, err)
 			var id [16]byte
 			_, err = hex.Decode(id[:], []byte(cfg.StoreID))
 			must(t, err)
-			content := tc.content(record.ContainerHeader{Number: uint32(n), StoreID: id}.Encode())
+			content := tc.content(record.ContainerHeader{Number: n, StoreID: id}.Encode())
 			must(t, os.WriteFile(last, content, 0o600))
 			if !tc.damaged {
 				checkRecovered(t, dir, r)
@@ -455,7 +458,7 @@ func TestNextContainerHeaderTorn(t *testing.T) {
 			}
 			_, err = Open(dir, TestOptions())
 			var ce *CorruptError
-			if !errors.As(err, &ce) || ce.Container != uint32(n) || ce.Offset != 0 {
+			if !errors.As(err, &ce) || ce.Container != n || ce.Offset != 0 {
 				t.Fatalf("open with a garbled header in container %d: %v, want a CorruptError at its offset 0", n, err)
 			}
 			if b, _ := os.ReadFile(last); !bytes.Equal(b, content) {

@@ -255,16 +255,14 @@ func (s *Store) headerNeverWritten(f *os.File, n uint32) bool {
 	if _, err := f.ReadAt(got, 0); err != nil {
 		return false
 	}
-	want := record.ContainerHeader{Number: n, StoreID: s.storeID}.Encode()
-	return bytes.HasPrefix(want, got) || bytes.Count(got, []byte{0}) == len(got)
+	return bytes.HasPrefix(s.containerHeader(n), got) || bytes.Count(got, []byte{0}) == len(got)
 }
 
 // writeMissingHeader gives the last container the header a crash kept it
 // from getting, so that it is what its creation would have left.
 func (s *Store) writeMissingHeader(f *os.File, n uint32) error {
 	s.log.Warn("container was created but its header not written before a crash; writing it", "container", n)
-	hdr := record.ContainerHeader{Number: n, StoreID: s.storeID}.Encode()
-	if _, err := f.WriteAt(hdr, 0); err != nil {
+	if _, err := f.WriteAt(s.containerHeader(n), 0); err != nil {
 		return fmt.Errorf("backend: container %d: write header: %w", n, err)
 	}
 	if err := f.Sync(); err != nil {
