@@ -21,7 +21,10 @@ type Attr struct {
 	Size                uint64
 	Atime, Mtime, Ctime int64 // Unix nanoseconds
 	Sealed              bool  // a message whose bytes are immutable in a container
-	Target              string
+	// Payload is a sealed message's checksum (SHA-256 of its bytes), which
+	// names the bytes: two inodes with the same Payload hold the same bytes.
+	Payload [32]byte
+	Target  string
 }
 
 // IsDir reports whether a is a directory.
@@ -149,7 +152,7 @@ func (s *Store) statSpool(a *Attr) error {
 
 func (n *inode) attr(ino uint64) Attr {
 	a := Attr{Ino: ino, Mode: n.Mode, UID: n.UID, GID: n.GID, Nlink: n.Nlink, Size: n.Size,
-		Atime: n.Atime, Mtime: n.Mtime, Ctime: n.Ctime, Sealed: n.sealed(), Target: n.Target}
+		Atime: n.Atime, Mtime: n.Mtime, Ctime: n.Ctime, Sealed: n.sealed(), Payload: n.Payload, Target: n.Target}
 	if n.isDir() {
 		a.Nlink = 2 + n.Subdirs
 		a.Size = 4096
@@ -467,7 +470,11 @@ func (s *Store) Spool(ino uint64, truncate bool) error {
 type Message struct {
 	*bytes.Reader
 	data []byte
+	sum  [32]byte
 }
+
+// Sum is the message's checksum, its Attr.Payload.
+func (m *Message) Sum() [32]byte { return m.sum }
 
 // Bytes returns the whole message; callers must not change it.
 func (m *Message) Bytes() []byte { return m.data }
@@ -493,6 +500,7 @@ func (s *Store) openMessage(ino uint64) (*Message, error) {
 
 func (s *Store) openMessageOnce(ino uint64) (*Message, error) {
 	var loc payloadLoc
+	var sum [32]byte
 	err := s.db.View(func(tx *bolt.Tx) error {
 		x := ix{tx}
 		n, err := x.inode(ino)
@@ -502,6 +510,7 @@ func (s *Store) openMessageOnce(ino uint64) (*Message, error) {
 		if !n.sealed() {
 			return errNotSealed
 		}
+		sum = n.Payload
 		var ok bool
 		if loc, ok, err = x.payload(n.Payload); err == nil && !ok {
 			err = &IndexError{Reason: fmt.Sprintf("inode %d holds payload %x, which is not stored", ino, n.Payload[:8])}
@@ -518,11 +527,14 @@ func (s *Store) openMessageOnce(ino uint64) (*Message, error) {
 	if r.Type != record.TypePayload || len(r.Body) != 32+int(loc.Length) {
 		return nil, &CorruptError{Container: loc.Container, Offset: loc.Offset, Reason: "index points at a record that is not this payload"}
 	}
-	_, data, err := record.DecodePayload(r, s.cfg.MaxMessageSize)
+	got, data, err := record.DecodePayload(r, s.cfg.MaxMessageSize)
 	if err != nil {
 		return nil, &CorruptError{Container: loc.Container, Offset: loc.Offset, Reason: err.Error()}
 	}
-	return &Message{Reader: bytes.NewReader(data), data: data}, nil
+	if got != sum {
+		return nil, &CorruptError{Container: loc.Container, Offset: loc.Offset, Reason: "index points at a record that holds another payload"}
+	}
+	return &Message{Reader: bytes.NewReader(data), data: data, sum: sum}, nil
 }
 
 // AddUser adds a user whose tree is owned by uid and gid.

@@ -78,9 +78,7 @@ func TestDeliver(t *testing.T) {
 			if after.Nlink != 1 || after.Size != int64(len(body)) {
 				t.Errorf("nlink %d size %d, want 1 and %d", after.Nlink, after.Size, len(body))
 			}
-			// The message is durable now, in its spool file if FUSE's
-			// release of the writer has not come yet; sealed soon after.
-			waitSealed(t, s, after.Ino)
+			wantSealed(t, s, after.Ino, "delivered")
 			checkContent(t, dst, body)
 			if n := names(t, filepath.Join(mnt, "tmp")); len(n) != 0 {
 				t.Errorf("tmp/ holds %q after delivery", n)
@@ -196,7 +194,7 @@ func TestCopyOnWrite(t *testing.T) {
 		name   string
 		change func(t *testing.T, path string)
 		want   []byte
-		sealed bool // committed again when the writer closes
+		sealed bool // committed again once unchanged for commitIdle
 	}{
 		{"O_TRUNC", func(t *testing.T, path string) {
 			f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
@@ -282,17 +280,17 @@ func waitAllSealed(t testing.TB, s *backend.Store, messages int) {
 }
 
 // waitSealed waits for ino to be committed: a message written in place
-// is committed when its last writer closes, and close(2) does not wait
-// for FUSE's release.
+// is committed once it has gone unchanged for commitIdle.
 func waitSealed(t testing.TB, s *backend.Store, ino uint64) {
 	t.Helper()
-	for i := 0; i < 200; i++ {
+	deadline := time.Now().Add(commitIdle + 5*time.Second)
+	for time.Now().Before(deadline) {
 		if a, err := s.Getattr(ino); err == nil && a.Sealed {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Errorf("inode %d was not committed after its writer closed", ino)
+	t.Errorf("inode %d was not committed %v after it was written in place", ino, commitIdle)
 }
 
 // TestManyEntries: 20,000 messages in one cur/ list completely, with

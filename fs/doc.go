@@ -2,8 +2,9 @@
 //
 // Every inode of the store is one node type (node.go); directory
 // operations are in node_dir_ops.go, opening and creating files in
-// node_open.go, and open files in file.go (spooled, writable files) and
-// message.go (sealed messages, immutable and cached by the kernel).
+// node_open.go (files have no handles), reading and writing them in
+// node_io.go, and message.go keeps the verified bytes of the sealed
+// messages being read.
 //
 // Glossary, beyond package backend's:
 //
@@ -12,6 +13,7 @@
 //     the call returns once that is durable: Maildir delivery.
 //   - Side file: any file outside new/ and cur/ (dovecot-uidlist,
 //     subscriptions, tmp/ files). It stays spooled and fully writable.
-//   - Writer: an open file handle with write access. A file with writers is
-//     never committed under them; it is committed when the last one closes.
+//   - Written in place: a file created or changed in new/ or cur/ rather
+//     than delivered there. It is committed once it has gone unchanged for
+//     a second (commitIdle).
 package fs

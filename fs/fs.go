@@ -3,6 +3,7 @@ package fs
 import (
 	"cmp"
 	"fmt"
+	"log"
 	"log/slog"
 	"os"
 	"syscall"
@@ -22,9 +23,10 @@ type Options struct {
 	// AllowOther lets other users (the mail user, setuid delivery
 	// programs) use the mount, with the kernel checking permissions.
 	AllowOther bool
-	// Debug logs every FUSE request.
-	Debug  bool
-	Logger *slog.Logger
+	// Debug logs every FUSE request, to DebugLog or else to stderr.
+	Debug    bool
+	DebugLog *log.Logger
+	Logger   *slog.Logger
 	// MaxInodes bounds the files the kernel may remember before some
 	// are pruned (see evictor); 0 means DefaultMaxInodes.
 	MaxInodes int
@@ -36,6 +38,10 @@ type FS struct {
 	log    *slog.Logger
 	server *fuse.Server
 	evict  *evictor
+	// messages holds the verified bytes of the messages being read.
+	messages *msgCache
+	// idle are the files waiting for their idle commit (node.idle).
+	idle idleCommits
 	// rootUID and rootGID own the store root, which has no owner of its own.
 	rootUID, rootGID uint32
 }
@@ -43,7 +49,8 @@ type FS struct {
 // Mount mounts store on dir and returns once the kernel serves it. The
 // caller keeps the store open until Unmount has returned.
 func Mount(store *backend.Store, dir string, opts Options) (*FS, error) {
-	f := &FS{store: store, log: opts.Logger, rootUID: uint32(os.Getuid()), rootGID: uint32(os.Getgid())}
+	f := &FS{store: store, log: opts.Logger, messages: newMsgCache(msgCacheBytes),
+		rootUID: uint32(os.Getuid()), rootGID: uint32(os.Getgid())}
 	if f.log == nil {
 		f.log = discardLogger
 	}
@@ -87,6 +94,7 @@ func (f *FS) mountOptions(store *backend.Store, opts Options) *gofs.Options {
 			FsName:      store.Dir(),
 			Name:        "packdir",
 			Debug:       opts.Debug,
+			Logger:      opts.DebugLog,
 			DirectMount: os.Geteuid() == 0,
 			MaxWrite:    1 << 20,
 			// Locks are left to the kernel, which keeps fcntl and flock
@@ -98,10 +106,12 @@ func (f *FS) mountOptions(store *backend.Store, opts Options) *gofs.Options {
 	return mo
 }
 
-// Wait blocks until the filesystem is unmounted.
+// Wait blocks until the filesystem is unmounted and the files changed in
+// new/ or cur/ without a handle are committed.
 func (f *FS) Wait() {
 	f.server.Wait()
 	f.evict.stop()
+	f.idle.flush()
 }
 
 // Unmount asks the kernel to unmount, waiting for open files to close.

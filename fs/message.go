@@ -1,46 +1,106 @@
 package fs
 
 import (
-	"context"
+	"container/list"
 	"sync"
-	"syscall"
-
-	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/packdir/packdir/backend"
 )
 
-// messageFile is an open sealed message: immutable bytes, verified
-// against their checksum when first read. It is opened with
-// FOPEN_KEEP_CACHE, so a message whose pages the kernel still holds is
-// read again without a READ, and so without reading the container: open
-// only checks the index, and the record is loaded on the first READ.
-type messageFile struct {
-	n *node
+// msgCache holds the verified bytes of the sealed messages read last, by
+// checksum. Files are opened without an OPEN request (see Open), so there
+// is no handle to keep a message's bytes from one READ to the next: the
+// kernel reads a large message in several READs, often at once, and
+// without this each would read and verify the whole record again. The
+// kernel keeps the pages it has read, so the cache needs to hold only the
+// messages being read now.
+//
+// Keys are checksums, not inode numbers: the bytes a checksum names never
+// change, so an entry cannot go stale when a message is changed in place,
+// and messages stored once (links, copies) share one entry.
+type msgCache struct {
+	max int64 // bytes; the newest entry stays even if it alone is larger
 
-	once sync.Once
-	m    *backend.Message
-	err  error
+	mu      sync.Mutex
+	size    int64
+	entries map[[32]byte]*list.Element // of *cachedMsg
+	lru     list.List                  // front: used last
 }
 
-// load reads and verifies the message, once per handle. A damaged record
-// makes every read of this handle fail with EIO.
-func (mf *messageFile) load() ([]byte, syscall.Errno) {
-	mf.once.Do(func() { mf.m, mf.err = mf.n.store().OpenMessage(mf.n.ino) })
-	if mf.err != nil {
-		return nil, mf.n.errno(mf.err, "read", "")
-	}
-	return mf.m.Bytes(), 0
+type cachedMsg struct {
+	sum     [32]byte
+	ready   chan struct{} // closed once the load is done
+	data    []byte        // nil if the load failed
+	counted bool          // data is counted in size (under mu)
 }
 
-func (mf *messageFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	b, errno := mf.load()
-	if errno != 0 {
-		return nil, errno
+// msgCacheBytes bounds the cache: a few large messages, or the messages
+// that many readers are reading at the same time.
+const msgCacheBytes = 64 << 20
+
+func newMsgCache(max int64) *msgCache {
+	return &msgCache{max: max, entries: map[[32]byte]*list.Element{}}
+}
+
+// get returns the bytes of the message whose checksum is sum, calling load
+// (which reads the message that should have it) if they are not cached.
+// Concurrent callers for one message share one load; a failed load is
+// not cached, and whoever waited for it loads for themselves.
+func (c *msgCache) get(sum [32]byte, load func() (*backend.Message, error)) ([]byte, error) {
+	c.mu.Lock()
+	if e, ok := c.entries[sum]; ok {
+		c.lru.MoveToFront(e)
+		m := e.Value.(*cachedMsg)
+		c.mu.Unlock()
+		<-m.ready
+		if m.data != nil {
+			return m.data, nil
+		}
+		return loadBytes(load)
 	}
-	if off >= int64(len(b)) {
-		return fuse.ReadResultData(nil), 0
+	m := &cachedMsg{sum: sum, ready: make(chan struct{})}
+	e := c.lru.PushFront(m)
+	c.entries[sum] = e
+	c.mu.Unlock()
+
+	msg, err := load()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Another sum means the file was changed between its stat and the
+	// load: the bytes are the file's, but not the ones sum names.
+	if err == nil && msg.Sum() == sum {
+		m.data = msg.Bytes()
 	}
-	end := min(off+int64(len(dest)), int64(len(b)))
-	return fuse.ReadResultData(b[off:end]), 0
+	close(m.ready)
+	if c.entries[sum] == e && m.data == nil {
+		c.removeLocked(e)
+	} else if c.entries[sum] == e {
+		m.counted = true
+		c.size += int64(len(m.data))
+		for c.size > c.max && c.lru.Len() > 1 {
+			c.removeLocked(c.lru.Back())
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return msg.Bytes(), nil
+}
+
+func loadBytes(load func() (*backend.Message, error)) ([]byte, error) {
+	msg, err := load()
+	if err != nil {
+		return nil, err
+	}
+	return msg.Bytes(), nil
+}
+
+func (c *msgCache) removeLocked(e *list.Element) {
+	m := e.Value.(*cachedMsg)
+	if m.counted {
+		c.size -= int64(len(m.data))
+	}
+	delete(c.entries, m.sum)
+	c.lru.Remove(e)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -21,14 +22,12 @@ type node struct {
 	fsys *FS
 	ino  uint64
 
-	mu      sync.Mutex
-	writers int          // open handles with write access
-	last    backend.Attr // last attributes seen, for fstat of an unlinked file
-	// commitOnClose is set when the file is delivered (renamed or linked
-	// into new/ or cur/) while it has writers: the last one to close
-	// commits it. go-fuse learns the new parent only after Rename or Link
-	// returns, so a release in between cannot tell from the parent.
-	commitOnClose bool
+	mu   sync.Mutex
+	last backend.Attr // last attributes seen, for fstat of an unlinked file
+	// changed is when the file was last changed without a handle, and
+	// idle the timer that commits it once that is commitIdle ago.
+	changed time.Time
+	idle    *time.Timer
 }
 
 func (n *node) store() *backend.Store { return n.fsys.store }
@@ -91,9 +90,6 @@ func split(ns int64) (uint64, uint32) {
 }
 
 func (n *node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if sf, ok := fh.(*spoolFile); ok {
-		return sf.Getattr(ctx, out)
-	}
 	a, err := n.attr()
 	if err != nil {
 		return n.errno(err, "getattr", "")
@@ -128,6 +124,11 @@ func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 	if size, ok := in.GetSize(); ok {
 		set.Mask |= backend.SetSize
 		set.Size = size
+		// A new size spools a sealed message: as for a write, under the
+		// node's lock, and committed once idle (see changedLocked).
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		n.changedLocked()
 	}
 	a, err := n.store().Setattr(n.ino, set)
 	if err != nil {
@@ -145,15 +146,6 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 		return nil, n.errno(err, "readlink", "")
 	}
 	return []byte(a.Target), 0
-}
-
-// Fsync of a directory (fsyncdir) or of a file without a handle makes
-// every change so far durable, as Dovecot and mutt expect of ext4.
-func (n *node) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) syscall.Errno {
-	if sf, ok := fh.(*spoolFile); ok {
-		return sf.Fsync(ctx, flags)
-	}
-	return n.errno(n.store().Sync(), "fsync", "")
 }
 
 // isMessageDir reports whether this directory is a new/ or cur/.

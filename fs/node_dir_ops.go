@@ -126,17 +126,12 @@ func (n *node) commitChild(name string) (bool, syscall.Errno) {
 	return true, n.errno(n.store().Commit(a.Ino), "commit", name)
 }
 
-// commit seals this file unless someone has it open for writing; then it
-// is committed when the last writer closes, and its spool file is made
-// durable now so that the delivery is. It reports whether the file was
-// spooled, that is whether this is a delivery.
+// commit seals this file if it is spooled, and reports whether it was:
+// whether this is a delivery. It holds the node's lock, so that no write
+// (changeSpool) is between spooling and writing.
 func (n *node) commit() (bool, syscall.Errno) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if !n.IsDir() && n.writers > 0 {
-		n.commitOnClose = true
-		return true, n.errno(n.syncSpool(), "commit", "")
-	}
 	a, err := n.store().Getattr(n.ino)
 	if err != nil {
 		return false, n.errno(err, "commit", "")
@@ -145,14 +140,4 @@ func (n *node) commit() (bool, syscall.Errno) {
 		return false, 0
 	}
 	return true, n.errno(n.store().Commit(n.ino), "commit", "")
-}
-
-// syncSpool fsyncs this file's spool file.
-func (n *node) syncSpool() error {
-	f, err := n.store().OpenSpool(n.ino, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }

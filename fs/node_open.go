@@ -2,85 +2,38 @@ package fs
 
 import (
 	"context"
-	"os"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
-// spoolFlags are the open(2) flags passed on to a spool file.
-const spoolFlags = os.O_RDONLY | os.O_WRONLY | os.O_RDWR | os.O_APPEND
+// Files have no handles.
+//
+// Open answers ENOSYS, on which the kernel opens every file of the mount
+// by itself from then on: no OPEN, no FLUSH (see Flush) and no RELEASE,
+// and the pages of a file stay cached across opens, which is right here
+// because every change to a file comes through this mount. A warm read of
+// a message is then no request at all, and a cold one is its READ alone.
+// Create returns no handle either (with no OPEN the kernel would not send
+// its RELEASE). So every READ, WRITE, FSYNC, SETATTR and LSEEK names only
+// the inode, and is served from the index, the verified message
+// (msgCache), or the spool file; see node_io.go.
+//
+// What handles told before, who still writes a file, nothing tells now:
+// a delivery (rename or link into new/ or cur/) commits the file at once,
+// and a file written in place in new/ or cur/ is committed once it has
+// gone unchanged for commitIdle.
 
-func writable(flags uint32) bool {
-	return flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0 || flags&syscall.O_TRUNC != 0
-}
-
-// Open opens a file. A sealed message opened for reading is served from
-// its verified bytes, loaded on the first read, and cached by the kernel; opened for writing or
-// truncated, it is first copied to the spool (copy-on-write), so the
-// inode and all its hard links see the new bytes and other messages that
-// share the payload keep theirs.
+// Open answers ENOSYS: see above. O_TRUNC then comes as a SETATTR of the
+// size, since go-fuse does not ask for atomic O_TRUNC.
 func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if writable(flags) {
-		return n.openWritable(flags)
-	}
-	a, err := n.store().Getattr(n.ino)
-	if err != nil {
-		return nil, 0, n.errno(err, "open", "")
-	}
-	if !a.Sealed {
-		sf, errno := n.openSpool(flags)
-		return sf, 0, errno
-	}
-	return &messageFile{n: n}, fuse.FOPEN_KEEP_CACHE, 0
+	return nil, 0, syscall.ENOSYS
 }
 
-// openWritable opens a file for writing, copying a sealed message to the
-// spool first. It counts the writer before it looks at the file, under the
-// lock that commit holds, so that a file is never committed, and its spool
-// file dropped, under a writer that is just opening it.
-func (n *node) openWritable(flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.writers++
-	sf, errno := n.openWritableLocked(flags)
-	if errno != 0 {
-		n.writers--
-		return nil, 0, errno
-	}
-	return sf, 0, 0
-}
-
-func (n *node) openWritableLocked(flags uint32) (*spoolFile, syscall.Errno) {
-	trunc := flags&syscall.O_TRUNC != 0
-	if err := n.store().Spool(n.ino, trunc); err != nil {
-		return nil, n.errno(err, "open", "")
-	}
-	f, err := n.store().OpenSpool(n.ino, int(flags)&spoolFlags)
-	if err != nil {
-		return nil, n.errno(err, "open", "")
-	}
-	if trunc {
-		if err := f.Truncate(0); err != nil {
-			f.Close()
-			return nil, n.errno(err, "open", "")
-		}
-	}
-	return &spoolFile{n: n, f: f, writer: true}, 0
-}
-
-// openSpool opens this file's spool file for reading.
-func (n *node) openSpool(flags uint32) (*spoolFile, syscall.Errno) {
-	f, err := n.store().OpenSpool(n.ino, int(flags)&spoolFlags)
-	if err != nil {
-		return nil, n.errno(err, "open", "")
-	}
-	return &spoolFile{n: n, f: f}, 0
-}
-
-// Create makes a new spooled file and opens it (open with O_CREAT; with
-// O_EXCL the kernel has already checked that the name is new).
+// Create makes a new spooled file (open with O_CREAT; with O_EXCL the
+// kernel has already checked that the name is new). The file is empty,
+// so O_TRUNC has nothing to do.
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
 	uid, gid := n.owner(ctx)
 	a, err := n.store().Create(n.ino, name, mode, uid, gid)
@@ -88,11 +41,11 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		return nil, nil, 0, n.errno(err, "create", name)
 	}
 	child := n.newChild(ctx, a, out)
-	// The file is new and empty: O_TRUNC would only move its mtime past
-	// the one just reported to the kernel, which caches it.
-	fh, _, errno := child.Operations().(*node).openWritable(flags &^ syscall.O_TRUNC)
-	if errno != 0 {
-		return nil, nil, 0, errno
+	if n.isMessageDir() {
+		c := child.Operations().(*node)
+		c.mu.Lock()
+		c.armIdleLocked()
+		c.mu.Unlock()
 	}
-	return child, fh, 0, 0
+	return child, nil, 0, 0
 }

@@ -33,7 +33,7 @@ var posixExcluded = map[string]string{
 // TestPosix runs go-fuse's POSIX conformance cases, each on a fresh
 // mount, in two places: an empty directory at the user's Maildir root,
 // where every file is a side file, and the (empty) INBOX cur/, where a
-// file written in place is committed as a message when closed, and a
+// file written in place is committed as a message once idle, and a
 // file renamed or linked in is delivered. Many cases expect to start from
 // an empty directory, hence not the Maildir root itself. Not parallel
 // with the other tests: FdLeak compares this process's open descriptors.

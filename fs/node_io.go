@@ -1,0 +1,280 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/packdir/packdir/backend"
+)
+
+// Reads and writes of files, which have no handles (see node_open.go):
+// fh is always nil.
+
+// Read serves a sealed message from its verified bytes (msgCache), and a
+// spooled file from its spool file.
+func (n *node) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	for range 2 {
+		a, err := n.attr()
+		if err != nil {
+			return nil, n.errno(err, "read", "")
+		}
+		if !a.Sealed {
+			return n.readSpool(dest, off)
+		}
+		b, err := n.fsys.messages.get(a.Payload, func() (*backend.Message, error) {
+			return n.store().OpenMessage(n.ino)
+		})
+		if errors.Is(err, backend.ErrInvalid) {
+			continue // spooled since the stat: a writer is changing it
+		}
+		if err != nil {
+			return nil, n.errno(err, "read", "")
+		}
+		if off >= int64(len(b)) {
+			return fuse.ReadResultData(nil), 0
+		}
+		return fuse.ReadResultData(b[off:min(off+int64(len(dest)), int64(len(b)))]), 0
+	}
+	return nil, syscall.EAGAIN
+}
+
+func (n *node) readSpool(dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	f, err := n.store().OpenSpool(n.ino, os.O_RDONLY)
+	if err != nil {
+		return nil, n.errno(err, "read", "")
+	}
+	defer f.Close()
+	k, err := f.ReadAt(dest, off)
+	if err != nil && err != io.EOF {
+		return nil, n.errno(err, "read", "")
+	}
+	return fuse.ReadResultData(dest[:k]), 0
+}
+
+// Write writes to the file's spool file, copying a sealed message there
+// first (copy-on-write), so that every name of the inode sees the new
+// bytes and other inodes that share the payload keep theirs.
+func (n *node) Write(ctx context.Context, fh gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	if errno := n.quotaErrno(); errno != 0 {
+		return 0, errno
+	}
+	var k int
+	errno := n.changeSpool("write", func(f *os.File) error {
+		var err error
+		k, err = f.WriteAt(data, off)
+		return err
+	})
+	return uint32(k), errno
+}
+
+// Allocate is fallocate(2), on the spool file.
+func (n *node) Allocate(ctx context.Context, fh gofs.FileHandle, off, size uint64, mode uint32) syscall.Errno {
+	return n.changeSpool("fallocate", func(f *os.File) error {
+		return unix.Fallocate(int(f.Fd()), mode, int64(off), int64(size))
+	})
+}
+
+// changeSpool runs change on the file's spool file, spooling a sealed
+// message first, and notes the change. The node's lock, which commit
+// holds too, keeps the file from being sealed, and its spool file
+// dropped, between the two.
+func (n *node) changeSpool(op string, change func(*os.File) error) syscall.Errno {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	a, err := n.store().Getattr(n.ino)
+	if err == nil && a.Sealed {
+		err = n.store().Spool(n.ino, false)
+	}
+	if err != nil {
+		return n.errno(err, op, "")
+	}
+	f, err := n.store().OpenSpool(n.ino, os.O_WRONLY)
+	if err != nil {
+		return n.errno(err, op, "")
+	}
+	err = change(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	n.changedLocked()
+	return n.errno(err, op, "")
+}
+
+// Fsync of a directory (fsyncdir) or of a file makes every change so far
+// durable, as Dovecot and mutt expect of ext4; of a spooled file, its
+// bytes too. The spool file and the journal are two files: their fsyncs
+// run at once, so the call waits for the longer, not for both in turn.
+func (n *node) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) syscall.Errno {
+	f, err := n.openSpooled()
+	if err != nil {
+		return n.errno(err, "fsync", "")
+	}
+	if f == nil {
+		return n.errno(n.store().Sync(), "fsync", "")
+	}
+	defer f.Close()
+	journal := make(chan error, 1)
+	go func() { journal <- n.store().Sync() }()
+	err = f.Sync()
+	if jerr := <-journal; err == nil {
+		err = jerr
+	}
+	return n.errno(err, "fsync", "")
+}
+
+// openSpooled opens the spool file of a spooled file for reading, and
+// returns nil for anything else.
+func (n *node) openSpooled() (*os.File, error) {
+	a, err := n.attr()
+	if err != nil || a.Sealed || a.Mode&backend.ModeType != backend.ModeRegular {
+		return nil, err
+	}
+	f, err := n.store().OpenSpool(n.ino, os.O_RDONLY)
+	if errors.Is(err, backend.ErrNotFound) {
+		return nil, nil // sealed or removed since the stat
+	}
+	return f, err
+}
+
+// Lseek answers SEEK_DATA and SEEK_HOLE (the kernel answers the others):
+// from the spool file, which may have holes, or for a sealed message,
+// which has none.
+func (n *node) Lseek(ctx context.Context, fh gofs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
+	f, err := n.openSpooled()
+	if err != nil {
+		return 0, n.errno(err, "lseek", "")
+	}
+	if f != nil {
+		defer f.Close()
+		k, err := unix.Seek(int(f.Fd()), int64(off), int(whence))
+		if err != nil {
+			return 0, gofsErrno(err)
+		}
+		return uint64(k), 0
+	}
+	a, err := n.attr()
+	if err != nil {
+		return 0, n.errno(err, "lseek", "")
+	}
+	if off >= a.Size {
+		return 0, syscall.ENXIO
+	}
+	if whence == unix.SEEK_HOLE {
+		return a.Size, 0
+	}
+	return off, 0
+}
+
+func gofsErrno(err error) syscall.Errno {
+	if errno, ok := err.(syscall.Errno); ok {
+		return errno
+	}
+	return syscall.EIO
+}
+
+// commitIdle is how long a file in new/ or cur/ that was created or
+// changed there must go unchanged before it is committed. Without handles
+// there is no close to tell when its writer is done (cp, tar and rsync
+// write messages in place); a closed file is then durable within about
+// this plus the store's sync interval, as a closed but not fsynced file
+// on ext4 is within its commit interval.
+const commitIdle = time.Second
+
+// changedLocked notes a change to the file's bytes and, for a file in
+// new/ or cur/, arms its idle commit. The caller holds n.mu.
+func (n *node) changedLocked() {
+	if n.inMessageDir() {
+		n.armIdleLocked()
+	}
+}
+
+// armIdleLocked (re)starts the wait for the file's idle commit.
+func (n *node) armIdleLocked() {
+	n.changed = time.Now()
+	if n.idle == nil {
+		n.fsys.idle.add(n)
+		n.idle = time.AfterFunc(commitIdle, n.idleCommit)
+	}
+}
+
+// idleCommit commits a file named in new/ or cur/ once it has gone
+// unchanged for commitIdle; a file moved elsewhere meanwhile stays
+// spooled.
+func (n *node) idleCommit() {
+	n.mu.Lock()
+	if wait := commitIdle - time.Since(n.changed); wait > 0 && !n.fsys.idle.stopping.Load() {
+		n.idle.Reset(wait)
+		n.mu.Unlock()
+		return
+	}
+	n.idle = nil
+	n.mu.Unlock()
+	n.commitIdleNow()
+}
+
+func (n *node) commitIdleNow() {
+	defer n.fsys.idle.done(n)
+	if n.inMessageDir() {
+		n.commit()
+	}
+}
+
+// idleCommits are the files waiting for their idle commit.
+type idleCommits struct {
+	mu       sync.Mutex
+	nodes    map[*node]bool
+	running  sync.WaitGroup
+	stopping atomic.Bool
+}
+
+func (c *idleCommits) add(n *node) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.nodes == nil {
+		c.nodes = map[*node]bool{}
+	}
+	c.nodes[n] = true
+	c.running.Add(1)
+}
+
+func (c *idleCommits) done(n *node) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.nodes, n)
+	c.running.Done()
+}
+
+// flush commits every waiting file now, once the kernel has let go of
+// the mount, so that an unmount leaves no message written in place
+// uncommitted and does not wait out commitIdle.
+func (c *idleCommits) flush() {
+	c.stopping.Store(true)
+	c.mu.Lock()
+	var waiting []*node
+	for n := range c.nodes {
+		waiting = append(waiting, n)
+	}
+	c.mu.Unlock()
+	for _, n := range waiting {
+		n.mu.Lock()
+		stopped := n.idle != nil && n.idle.Stop()
+		if stopped {
+			n.idle = nil
+		}
+		n.mu.Unlock()
+		if stopped {
+			n.commitIdleNow()
+		}
+	}
+	c.running.Wait()
+}
