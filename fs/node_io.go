@@ -21,44 +21,54 @@ import (
 // fh is always nil.
 
 // Read serves a sealed message from its verified bytes (msgCache), and a
-// spooled file from its spool file.
+// spooled file from its spool file. A file committed or spooled between
+// the stat and the read is read again the other way.
 func (n *node) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	for range 2 {
-		a, err := n.attr()
-		if err != nil {
-			return nil, n.errno(err, "read", "")
+	var err error
+	for range 3 {
+		var a backend.Attr
+		if a, err = n.attr(); err != nil {
+			break
 		}
 		if !a.Sealed {
-			return n.readSpool(dest, off)
+			var k int
+			if k, err = n.readSpool(dest, off); err == nil {
+				return fuse.ReadResultData(dest[:k]), 0
+			}
+			if errors.Is(err, backend.ErrNotFound) {
+				continue // committed since the stat, and its spool file dropped
+			}
+			break
 		}
-		b, err := n.fsys.messages.get(a.Payload, func() (*backend.Message, error) {
+		var b []byte
+		b, err = n.fsys.messages.get(a.Payload, func() (*backend.Message, error) {
 			return n.store().OpenMessage(n.ino)
 		})
 		if errors.Is(err, backend.ErrInvalid) {
 			continue // spooled since the stat: a writer is changing it
 		}
 		if err != nil {
-			return nil, n.errno(err, "read", "")
+			break
 		}
 		if off >= int64(len(b)) {
 			return fuse.ReadResultData(nil), 0
 		}
 		return fuse.ReadResultData(b[off:min(off+int64(len(dest)), int64(len(b)))]), 0
 	}
-	return nil, syscall.EAGAIN
+	return nil, n.errno(err, "read", "")
 }
 
-func (n *node) readSpool(dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+func (n *node) readSpool(dest []byte, off int64) (int, error) {
 	f, err := n.store().OpenSpool(n.ino, os.O_RDONLY)
 	if err != nil {
-		return nil, n.errno(err, "read", "")
+		return 0, err
 	}
 	defer f.Close()
 	k, err := f.ReadAt(dest, off)
-	if err != nil && err != io.EOF {
-		return nil, n.errno(err, "read", "")
+	if err == io.EOF {
+		err = nil
 	}
-	return fuse.ReadResultData(dest[:k]), 0
+	return k, err
 }
 
 // Write writes to the file's spool file, copying a sealed message there
