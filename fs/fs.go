@@ -76,11 +76,13 @@ func Mount(store *backend.Store, dir string, opts Options) (*FS, error) {
 
 // Timeouts for the kernel's caches of names and attributes. Every change
 // goes through this mount, and the kernel drops what a change makes stale,
-// so they can be long; a bound remains in case of a bug.
+// so they can be long: with 10 s, a flag pass over a large folder repeated
+// the LOOKUPs and GETATTRs of a scan made a little earlier. An hour bounds
+// how long a stale entry could live if a bug ever let one through.
 const (
-	entryTimeout    = 10 * time.Second
-	attrTimeout     = 10 * time.Second
-	negativeTimeout = 10 * time.Second
+	entryTimeout    = time.Hour
+	attrTimeout     = time.Hour
+	negativeTimeout = time.Hour
 )
 
 func (f *FS) mountOptions(store *backend.Store, opts Options) *gofs.Options {
@@ -97,6 +99,11 @@ func (f *FS) mountOptions(store *backend.Store, opts Options) *gofs.Options {
 			Logger:      opts.DebugLog,
 			DirectMount: os.Geteuid() == 0,
 			MaxWrite:    1 << 20,
+			// Reads answer with bytes, never with a file descriptor, and
+			// go-fuse tries a splice for every read reply unless told not
+			// to: a pipe taken, grown, written and drained for nothing,
+			// four system calls per READ.
+			DisableSplice: true,
 			// Locks are left to the kernel, which keeps fcntl and flock
 			// locks among local processes as on a local filesystem.
 			EnableLocks: false,

@@ -35,8 +35,11 @@ type cachedMsg struct {
 }
 
 // msgCacheBytes bounds the cache: a few large messages, or the messages
-// that many readers are reading at the same time.
-const msgCacheBytes = 64 << 20
+// that many readers are reading at the same time. Every byte of it costs
+// about two of the daemon's memory (the garbage collector lets the heap
+// grow to twice what is live), and the kernel's page cache keeps what was
+// read, so it stays small: at 64 MiB it was two thirds of the live heap.
+const msgCacheBytes = 16 << 20
 
 func newMsgCache(max int64) *msgCache {
 	return &msgCache{max: max, entries: map[[32]byte]*list.Element{}}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/packdir/packdir/backend"
 )
@@ -205,5 +206,55 @@ func TestMsgCache(t *testing.T) {
 	defer c.mu.Unlock()
 	if c.size > c.max || c.lru.Len() != 2 || c.size != 20000 {
 		t.Errorf("cache of %d bytes holds %d messages, %d bytes; want 2 and 20000", c.max, c.lru.Len(), c.size)
+	}
+}
+
+// TestKernelCachesNamesLong: names, attributes and absent names stay in
+// the kernel's caches long after a scan (an hour; it was 10 s), so a flag
+// pass or a second scan a little later asks the daemon nothing.
+func TestKernelCachesNamesLong(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits 11 s")
+	}
+	t.Parallel()
+	reqs := &requestLog{counts: map[string]int{}}
+	mnt, _ := mountT(t, Options{Debug: true, DebugLog: log.New(reqs, "", 0)})
+	var paths []string
+	for i := range 5 {
+		paths = append(paths, deliver(t, mnt, "cur", fmt.Sprintf("1700000000.M%dP1.long:2,S", i), message(fmt.Sprint(i), 2000)))
+	}
+	missing := filepath.Join(mnt, "cur", "1700000000.M9P1.long:2,S")
+	statAll := func() {
+		if _, err := os.ReadDir(filepath.Join(mnt, "cur")); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range paths {
+			lstat(t, p)
+		}
+		if _, err := os.Lstat(missing); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("lstat %s: %v, want ENOENT", missing, err)
+		}
+	}
+	statAll()
+	reqs.take()
+	time.Sleep(11 * time.Second)
+	statAll()
+	// Opening the directory is a request; what it lists must need none.
+	got := reqs.take()
+	for _, op := range []string{"OPENDIR", "READDIRPLUS", "READDIR", "RELEASEDIR"} {
+		delete(got, op)
+	}
+	if len(got) != 0 {
+		t.Errorf("stat of cached names 11 s later sent %v, want nothing but the directory's reading", got)
+	}
+}
+
+// TestReadRepliesNotSpliced: reads answer with bytes, so go-fuse must not
+// try a splice for each (a pipe taken, grown, written and drained per READ).
+func TestReadRepliesNotSpliced(t *testing.T) {
+	t.Parallel()
+	_, s := mountT(t)
+	if mo := (&FS{}).mountOptions(s, Options{}); !mo.DisableSplice {
+		t.Error("mount options leave splice on")
 	}
 }
