@@ -246,6 +246,9 @@ func (s *Store) copyBatch(n uint32, batch []pendingCopy) (uint64, error) {
 				continue
 			}
 			if loc.Refs == 0 {
+				if s.pinned(p.sum) {
+					continue // read by a holder of an unlinked file: stays where it is
+				}
 				if err := x.tx.Bucket(bucketPayloads).Delete(p.sum[:]); err != nil {
 					return err
 				}
@@ -406,7 +409,7 @@ func (s *Store) forgetLocked(x ix, c compactCandidate) (bool, error) {
 			return false, err
 		}
 		if ok && loc.Container == c.num {
-			if loc.Refs > 0 {
+			if loc.Refs > 0 || s.pinned(sum) {
 				return false, nil
 			}
 			dead = append(dead, sum)

@@ -520,6 +520,65 @@ func (s *Store) openMessageOnce(ino uint64) (*Message, error) {
 	if err != nil {
 		return nil, err
 	}
+	return s.readPayload(loc, sum)
+}
+
+// OpenPayload returns the stored message whose checksum is sum, whether
+// or not an inode still holds it: the bytes of a message unlinked while a
+// reader has it open (see Pin). ErrNotFound if it is no longer stored.
+func (s *Store) OpenPayload(sum [32]byte) (*Message, error) {
+	for {
+		var loc payloadLoc
+		err := s.db.View(func(tx *bolt.Tx) error {
+			var ok bool
+			var err error
+			if loc, ok, err = (ix{tx}).payload(sum); err == nil && !ok {
+				err = ErrNotFound
+			}
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		m, err := s.readPayload(loc, sum)
+		if err != errContainerGone {
+			return m, err
+		}
+	}
+}
+
+// Pin keeps payload sum stored while pinned, even once no inode holds it:
+// compaction neither drops it nor deletes its container, so that a message
+// unlinked while a reader has it open stays readable until the reader is
+// done, as on a local filesystem. Pins are counted, and held in memory
+// only: after a restart no reader is left.
+func (s *Store) Pin(sum [32]byte) {
+	s.pinMu.Lock()
+	defer s.pinMu.Unlock()
+	if s.pins == nil {
+		s.pins = map[[32]byte]int{}
+	}
+	s.pins[sum]++
+}
+
+// Unpin drops one pin of sum.
+func (s *Store) Unpin(sum [32]byte) {
+	s.pinMu.Lock()
+	defer s.pinMu.Unlock()
+	if s.pins[sum]--; s.pins[sum] <= 0 {
+		delete(s.pins, sum)
+	}
+}
+
+func (s *Store) pinned(sum [32]byte) bool {
+	s.pinMu.Lock()
+	defer s.pinMu.Unlock()
+	return s.pins[sum] > 0
+}
+
+// readPayload reads and verifies the payload record at loc, which the
+// index says holds the message whose checksum is sum.
+func (s *Store) readPayload(loc payloadLoc, sum [32]byte) (*Message, error) {
 	r, err := s.readRecord(loc.Container, loc.Offset, 32+int(loc.Length))
 	if err != nil {
 		return nil, err

@@ -89,6 +89,11 @@ type Store struct {
 	compactor compactor
 	// rebuild is set while the index is rebuilt from the containers.
 	rebuild *rebuildState
+
+	// pins counts, per payload, the holders that still read it although
+	// no inode may hold it any more (see Pin).
+	pinMu sync.Mutex
+	pins  map[[32]byte]int
 }
 
 // Exists reports whether dir holds a store.

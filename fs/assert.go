@@ -6,6 +6,7 @@ import gofs "github.com/hanwen/go-fuse/v2/fs"
 // semantics contract needs.
 var (
 	_ = (gofs.NodeLookuper)((*node)(nil))
+	_ = (gofs.NodeOnForgetter)((*node)(nil))
 	_ = (gofs.NodeGetattrer)((*node)(nil))
 	_ = (gofs.NodeSetattrer)((*node)(nil))
 	_ = (gofs.NodeOpendirHandler)((*node)(nil))

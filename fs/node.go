@@ -28,6 +28,9 @@ type node struct {
 	// idle the timer that commits it once that is commitIdle ago.
 	changed time.Time
 	idle    *time.Timer
+	// pins are the payloads pinned for this file while it may be open
+	// with no name left (see orphan.go).
+	pins [][32]byte
 }
 
 func (n *node) store() *backend.Store { return n.fsys.store }

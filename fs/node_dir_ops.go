@@ -42,6 +42,8 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	pin := n.pinChild(name)
+	defer pin.settle()
 	return n.errno(n.store().Unlink(n.ino, name), "unlink", name)
 }
 
@@ -72,6 +74,10 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 		if delivered, errno = n.commitChild(name); errno != 0 {
 			return errno
 		}
+	}
+	if bflags != backend.RenameExchange {
+		pin := np.pinChild(newName) // the name renamed over
+		defer pin.settle()
 	}
 	if err := n.store().Rename(n.ino, name, np.ino, newName, bflags); err != nil {
 		return n.errno(err, "rename", name)

@@ -42,7 +42,11 @@ func (n *node) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off in
 		}
 		var b []byte
 		b, err = n.fsys.messages.get(a.Payload, func() (*backend.Message, error) {
-			return n.store().OpenMessage(n.ino)
+			m, err := n.store().OpenMessage(n.ino)
+			if errors.Is(err, backend.ErrNotFound) && a.Nlink == 0 {
+				return n.store().OpenPayload(a.Payload) // unlinked while open: see orphan.go
+			}
+			return m, err
 		})
 		if errors.Is(err, backend.ErrInvalid) {
 			continue // spooled since the stat: a writer is changing it
