@@ -126,7 +126,7 @@ func (s *Store) startRebuild(nums []uint32, pos *journalPos) error {
 			return err
 		}
 		s.rebuild = r
-		return s.db.Update(func(tx *bolt.Tx) error {
+		return s.update(func(tx *bolt.Tx) error {
 			v := binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, r.begin), r.end)
 			return tx.Bucket(bucketMeta).Put(keyRebuild, v)
 		})
@@ -146,5 +146,5 @@ func (s *Store) endRebuild() error {
 	if s.rebuild == nil {
 		return nil
 	}
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyRebuild) })
+	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyRebuild) })
 }

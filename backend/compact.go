@@ -382,7 +382,7 @@ func (s *Store) switchAway(cands []compactCandidate, res *CompactResult) ([]comp
 		return nil, errCompactStopped
 	}
 	var deleted []compactCandidate
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		deleted = deleted[:0]
 		x := ix{tx}
 		for _, c := range cands {

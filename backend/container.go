@@ -192,7 +192,7 @@ func (s *Store) updateLocked(fn func(x ix) error) error {
 		return ErrClosed
 	}
 	mark := *s.active
-	err := s.db.Update(func(tx *bolt.Tx) error { return fn(ix{tx}) })
+	err := s.update(func(tx *bolt.Tx) error { return fn(ix{tx}) })
 	if err == nil {
 		failpoint(fpIndexBeforeSync)
 	}

@@ -35,6 +35,10 @@ type Dirent struct {
 	Name string
 	Ino  uint64
 	Mode uint32 // type bits only are meaningful
+	// Attr is the inode's attributes, read with the name, as Getattr
+	// would return them except that a spooled file's size and mtime are
+	// the index's; Attr.Ino is 0 if the inode is missing (see Check).
+	Attr Attr
 }
 
 // SetAttr says what Setattr changes; Mask is a set of record.Set* bits.
@@ -212,7 +216,11 @@ func (s *Store) ReadDir(dir uint64, after string, max int) ([]Dirent, error) {
 			if err != nil {
 				return err
 			}
-			out = append(out, Dirent{Name: string(k[8:]), Ino: d.Ino, Mode: d.Mode})
+			e := Dirent{Name: string(k[8:]), Ino: d.Ino, Mode: d.Mode}
+			if n, err := x.inode(d.Ino); err == nil {
+				e.Attr = n.attr(d.Ino)
+			}
+			out = append(out, e)
 		}
 		return nil
 	})

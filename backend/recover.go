@@ -70,7 +70,7 @@ func (s *Store) startFirstContainer() error {
 		return err
 	}
 	s.active = c
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		x := ix{tx}
 		return firstErr(x.putContainer(1, containerInfo{Written: uint64(c.size)}), x.putMetaUint64(keyActive, 1))
 	})
@@ -80,7 +80,7 @@ func (s *Store) startFirstContainer() error {
 // one if the last was sealed.
 func (s *Store) resumeActive(n uint32, last replayed) error {
 	if last.sealed {
-		return s.db.Update(func(tx *bolt.Tx) error {
+		return s.update(func(tx *bolt.Tx) error {
 			s.active = &container{num: n, records: last.records, size: last.end}
 			return s.sealFollowUp(ix{tx}, n)
 		})
@@ -138,7 +138,7 @@ func (s *Store) replayContainer(n uint32, start int64, isLast bool) (replayed, e
 // reports whether the container is exhausted.
 func (s *Store) replayBatch(n uint32, sc *record.Scanner, r *replayed) (bool, error) {
 	done := false
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		x := ix{tx}
 		var fx effects
 		for i := 0; i < replayBatch; i++ {

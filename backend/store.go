@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -94,6 +95,9 @@ type Store struct {
 	// no inode may hold it any more (see Pin).
 	pinMu sync.Mutex
 	pins  map[[32]byte]int
+
+	// changes counts the starts and ends of index write transactions.
+	changes atomic.Uint64
 }
 
 // Exists reports whether dir holds a store.
@@ -286,7 +290,7 @@ func (s *Store) openIndex() error {
 		return fmt.Errorf("backend: %s is damaged (%v); run 'packdir fsck --rebuild %s'", s.indexPath(), err, s.dir)
 	}
 	s.db = db
-	return db.Update(initIndex)
+	return s.update(initIndex)
 }
 
 // Close makes everything durable, syncs the index and releases the store.
@@ -364,3 +368,16 @@ func bootID() string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+// update runs fn in an index write transaction, counted in changes.
+func (s *Store) update(fn func(tx *bolt.Tx) error) error {
+	s.changes.Add(1)
+	defer s.changes.Add(1)
+	return s.db.Update(fn)
+}
+
+// Changes returns a number that differs from an earlier one if the index
+// may have changed since: two calls that return the same number bracket
+// a time in which no index write transaction began or ended, so what was
+// read from the index in between is still true.
+func (s *Store) Changes() uint64 { return s.changes.Load() }

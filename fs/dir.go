@@ -26,9 +26,12 @@ type dirHandle struct {
 	mu sync.Mutex
 
 	page []backend.Dirent
-	next int    // index into page
-	off  uint64 // offset of the last entry returned
-	done bool
+	// pageAt is the store's Changes() from before page was read: while it
+	// stays the same, the page's attributes are still true.
+	pageAt uint64
+	next   int    // index into page
+	off    uint64 // offset of the last entry returned
+	done   bool
 
 	recent []recentEntry // last entries returned, for Seekdir
 }
@@ -82,11 +85,12 @@ func (d *dirHandle) fetch() syscall.Errno {
 	if d.off > 2 && len(d.recent) > 0 {
 		after = d.recent[len(d.recent)-1].name
 	}
+	at := d.n.store().Changes()
 	page, err := d.n.store().ReadDir(d.n.ino, after, dirPage)
 	if err != nil {
 		return d.n.errno(err, "readdir", "")
 	}
-	d.page, d.next, d.done = page, 0, len(page) < dirPage
+	d.page, d.pageAt, d.next, d.done = page, at, 0, len(page) < dirPage
 	return 0
 }
 
@@ -126,7 +130,21 @@ func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 	return d.n.errno(d.n.store().Sync(), "fsyncdir", "")
 }
 
-// Lookup serves READDIRPLUS for the entry just returned.
+// Lookup serves READDIRPLUS for the entry just returned. Its attributes
+// came with the page, in the same index read, and serve as they are if
+// nothing was written to the index since: a lookup of each entry was
+// half of the daemon's time in a cold scan. A spooled file's size is its
+// spool file's, so it is looked up.
 func (d *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return d.n.Lookup(ctx, name, out)
+	d.mu.Lock()
+	var a backend.Attr
+	if d.next > 0 && d.next <= len(d.page) && d.page[d.next-1].Name == name {
+		a = d.page[d.next-1].Attr
+	}
+	fresh := a.Ino != 0 && d.pageAt == d.n.store().Changes()
+	d.mu.Unlock()
+	if !fresh || !a.Sealed && a.Mode&backend.ModeType == backend.ModeRegular {
+		return d.n.Lookup(ctx, name, out)
+	}
+	return d.n.newChild(ctx, a, out), 0
 }

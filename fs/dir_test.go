@@ -1,11 +1,13 @@
 package fs
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
 
+	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 )
 
@@ -190,5 +192,43 @@ func TestDirMtime(t *testing.T) {
 	}
 	if !subsecond {
 		t.Errorf("no directory mtime had nanoseconds below the microsecond")
+	}
+}
+
+// TestReaddirPlusFresh: READDIRPLUS answers with the attributes read with
+// the page of names, but not once the index has changed since: then the
+// entry is looked up again.
+func TestReaddirPlusFresh(t *testing.T) {
+	t.Parallel()
+	mnt, _ := mountT(t)
+	p := deliver(t, mnt, "cur", "1700000000.M1P1.fresh:2,S", message("fresh", 3000))
+	lstat(t, p) // the kernel looks up cur/, so its node exists
+	cur := mountOf(t).fsys.root.GetChild("cur").Operations().(*node)
+
+	lookup := func(change func()) uint32 {
+		d := &dirHandle{n: cur}
+		var e *fuse.DirEntry
+		for range 3 { // ".", "..", the message
+			var errno syscall.Errno
+			if e, errno = d.Readdirent(context.Background()); errno != 0 || e == nil {
+				t.Fatalf("readdirent: %v, %v", e, errno)
+			}
+		}
+		change()
+		var out fuse.EntryOut
+		if _, errno := d.Lookup(context.Background(), e.Name, &out); errno != 0 {
+			t.Fatalf("lookup %s: %v", e.Name, errno)
+		}
+		return out.Attr.Mode & 0o7777
+	}
+	if mode := lookup(func() {}); mode != 0o600 {
+		t.Errorf("mode from the page %o, want 600", mode)
+	}
+	if mode := lookup(func() {
+		if err := os.Chmod(p, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}); mode != 0o640 {
+		t.Errorf("mode after a chmod since the page was read %o, want 640", mode)
 	}
 }

@@ -37,6 +37,7 @@ type FS struct {
 	store  *backend.Store
 	log    *slog.Logger
 	server *fuse.Server
+	root   *node
 	evict  *evictor
 	// messages holds the verified bytes of the messages being read.
 	messages *msgCache
@@ -63,6 +64,7 @@ func Mount(store *backend.Store, dir string, opts Options) (*FS, error) {
 		rootIno = u.Ino
 	}
 	root := &node{fsys: f, ino: rootIno}
+	f.root = root
 	f.evict = newEvictor(cmp.Or(opts.MaxInodes, DefaultMaxInodes))
 	mopts := f.mountOptions(store, opts)
 	server, err := gofs.Mount(dir, root, mopts)
