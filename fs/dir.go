@@ -41,11 +41,16 @@ type recentEntry struct {
 	name string
 }
 
+// OpendirHandle lets the kernel keep the listing it read in its page
+// cache, across opens (FOPEN_CACHE_DIR, FOPEN_KEEP_CACHE): every change
+// to a directory goes through this mount, and the kernel drops the cached
+// listing of a directory it changes. A warm scan then reads no names from
+// the daemon.
 func (n *node) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	if _, err := n.store().Getattr(n.ino); err != nil {
 		return nil, 0, n.errno(err, "opendir", "")
 	}
-	return &dirHandle{n: n}, 0, 0
+	return &dirHandle{n: n}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
 }
 
 func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {

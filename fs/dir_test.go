@@ -2,6 +2,9 @@ package fs
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"log"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -230,5 +233,84 @@ func TestReaddirPlusFresh(t *testing.T) {
 		}
 	}); mode != 0o640 {
 		t.Errorf("mode after a chmod since the page was read %o, want 640", mode)
+	}
+}
+
+// TestListingCached: the kernel keeps a directory's listing across opens,
+// so listing it again asks the daemon for no names, and every change made
+// through the mount (delivery, flag rename, move, unlink) shows in the
+// next listing, also through a handle opened before the change and
+// rewound.
+func TestListingCached(t *testing.T) {
+	t.Parallel()
+	reqs := &requestLog{counts: map[string]int{}}
+	mnt, _ := mountT(t, Options{Debug: true, DebugLog: log.New(reqs, "", 0)})
+	cur, trash := filepath.Join(mnt, "cur"), filepath.Join(mnt, ".Trash", "cur")
+	want := map[string]bool{}
+	for i := range 300 {
+		name := fmt.Sprintf("1700000000.M%dP1.list:2,S", i)
+		deliver(t, mnt, "cur", name, message(name, 500))
+		want[name] = true
+	}
+	check := func(dir string, want map[string]bool) {
+		t.Helper()
+		got := names(t, dir)
+		if len(got) != len(want) {
+			t.Errorf("%s lists %d names, want %d", dir, len(got), len(want))
+		}
+		for _, n := range got {
+			if !want[n] {
+				t.Errorf("%s lists %s, which it should not", dir, n)
+			}
+		}
+	}
+	check(cur, want)
+	reqs.take()
+	check(cur, want)
+	if got := reqs.take(); got["READDIRPLUS"]+got["READDIR"] != 0 {
+		t.Errorf("listing a listed directory again sent %v, want no READDIR", got)
+	}
+
+	held, err := os.Open(cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if _, err := held.Readdirnames(-1); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := os.Remove(filepath.Join(cur, "1700000000.M1P1.list:2,S")); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, "1700000000.M1P1.list:2,S")
+	if err := os.Rename(filepath.Join(cur, "1700000000.M2P1.list:2,S"), filepath.Join(cur, "1700000000.M2P1.list:2,FS")); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, "1700000000.M2P1.list:2,S")
+	want["1700000000.M2P1.list:2,FS"] = true
+	if err := os.Rename(filepath.Join(cur, "1700000000.M3P1.list:2,S"), filepath.Join(trash, "1700000000.M3P1.list:2,S")); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, "1700000000.M3P1.list:2,S")
+	deliver(t, mnt, "cur", "1700000001.M1P1.list:2,", message("late", 500))
+	want["1700000001.M1P1.list:2,"] = true
+
+	check(cur, want)
+	check(trash, map[string]bool{"1700000000.M3P1.list:2,S": true})
+	if _, err := held.Seek(0, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	again, err := held.Readdirnames(-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again) != len(want) {
+		t.Errorf("a handle opened before the changes lists %d names once rewound, want %d", len(again), len(want))
+	}
+	for _, n := range again {
+		if !want[n] {
+			t.Errorf("a handle opened before the changes lists %s once rewound", n)
+		}
 	}
 }
