@@ -76,12 +76,17 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 }
 
 func (d *dirHandle) emit(name string, ino uint64, mode uint32) *fuse.DirEntry {
+	d.remember(name)
+	return &fuse.DirEntry{Name: name, Ino: ino, Mode: mode, Off: d.off}
+}
+
+// remember counts name as returned.
+func (d *dirHandle) remember(name string) {
 	d.off++
 	d.recent = append(d.recent, recentEntry{off: d.off, name: name})
 	if len(d.recent) > dirSeekWindow {
 		d.recent = append(d.recent[:0], d.recent[len(d.recent)-dirSeekWindow/2:]...)
 	}
-	return &fuse.DirEntry{Name: name, Ino: ino, Mode: mode, Off: d.off}
 }
 
 // fetch reads the next page of entries after the last one returned.
@@ -108,7 +113,11 @@ func (d *dirHandle) parentIno() uint64 {
 	return d.n.ino
 }
 
-// Seekdir goes back to the start, or to an entry returned recently.
+// Seekdir goes to the start, to an entry returned recently, or else to
+// the off-th entry counted from the start. The kernel asks a handle that
+// has read nothing yet for an offset far into the listing when it reads
+// the listing from its cache (OpendirHandle) and finds a page of it
+// reclaimed: it goes on without the cache from where it was.
 func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -125,7 +134,21 @@ func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 			return 0
 		}
 	}
-	return syscall.EINVAL
+	d.off, d.recent = 2, d.recent[:0]
+	for d.off < off {
+		if d.next == len(d.page) {
+			if d.done {
+				return 0 // fewer entries now than off: at the end
+			}
+			if errno := d.fetch(); errno != 0 {
+				return errno
+			}
+			continue
+		}
+		d.remember(d.page[d.next].Name)
+		d.next++
+	}
+	return 0
 }
 
 func (d *dirHandle) Releasedir(ctx context.Context, releaseFlags uint32) {}

@@ -314,3 +314,62 @@ func TestListingCached(t *testing.T) {
 		}
 	}
 }
+
+// TestListingCacheReclaimed: when a page of a listing the kernel cached is
+// reclaimed in the middle of reading it, the kernel goes on without the
+// cache, asking a handle that has read nothing yet for an offset far into
+// the directory; the listing must go on from there, whole and without
+// repeats. (A 1,000,000-entry scan of scripts/bench failed with EINVAL
+// here.)
+func TestListingCacheReclaimed(t *testing.T) {
+	t.Parallel()
+	mnt, _ := mountT(t)
+	cur := filepath.Join(mnt, "cur")
+	want := map[string]bool{}
+	for i := range 600 {
+		name := fmt.Sprintf("1700000000.M%dP1.reclaimed-listing-with-a-long-host-name:2,S", i)
+		deliver(t, mnt, "cur", name, []byte("Subject: x\n\nx\n"))
+		want[name] = true
+	}
+	names(t, cur) // the kernel caches the listing
+
+	fd, err := unix.Open(cur, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	seen := map[string]bool{}
+	buf := make([]byte, 4096)
+	read := func() int {
+		k, err := unix.Getdents(fd, buf)
+		if err != nil {
+			t.Fatalf("getdents after %d names: %v", len(seen), err)
+		}
+		var got []string
+		_, _, got = unix.ParseDirent(buf[:k], -1, got)
+		for _, n := range got {
+			if seen[n] {
+				t.Errorf("%s listed twice", n)
+			}
+			seen[n] = true
+		}
+		return k
+	}
+	for len(seen) < 200 {
+		read()
+	}
+	// Drop the cached listing, as reclaim would.
+	if err := unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	for read() > 0 {
+	}
+	if len(seen) != len(want) {
+		t.Errorf("listed %d names, want %d", len(seen), len(want))
+	}
+	for n := range want {
+		if !seen[n] {
+			t.Errorf("%s not listed", n)
+		}
+	}
+}
