@@ -457,7 +457,7 @@ func (s *Store) Spool(ino uint64, truncate bool) error {
 	if s.closed {
 		return ErrClosed
 	}
-	m, err := s.openMessage(ino)
+	m, err := s.OpenMessage(ino)
 	if err == errNotSealed {
 		return nil
 	}
@@ -492,57 +492,45 @@ var errNotSealed = fmt.Errorf("%w: not a sealed message", ErrInvalid)
 // OpenMessage reads sealed message ino and verifies its checksum. A
 // damaged record gives a *CorruptError naming its container and offset.
 func (s *Store) OpenMessage(ino uint64) (*Message, error) {
-	return s.openMessage(ino)
-}
-
-func (s *Store) openMessage(ino uint64) (*Message, error) {
-	for {
-		m, err := s.openMessageOnce(ino)
-		// Compaction moved the payload and deleted its old container
-		// between the lookup and the read: the index points at the copy.
-		if err != errContainerGone {
-			return m, err
-		}
-	}
-}
-
-func (s *Store) openMessageOnce(ino uint64) (*Message, error) {
-	var loc payloadLoc
-	var sum [32]byte
-	err := s.db.View(func(tx *bolt.Tx) error {
-		x := ix{tx}
+	return s.openLocated(func(x ix) (payloadLoc, [32]byte, error) {
 		n, err := x.inode(ino)
 		if err != nil {
-			return err
+			return payloadLoc{}, [32]byte{}, err
 		}
 		if !n.sealed() {
-			return errNotSealed
+			return payloadLoc{}, [32]byte{}, errNotSealed
 		}
-		sum = n.Payload
-		var ok bool
-		if loc, ok, err = x.payload(n.Payload); err == nil && !ok {
+		loc, ok, err := x.payload(n.Payload)
+		if err == nil && !ok {
 			err = &IndexError{Reason: fmt.Sprintf("inode %d holds payload %x, which is not stored", ino, n.Payload[:8])}
 		}
-		return err
+		return loc, n.Payload, err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return s.readPayload(loc, sum)
 }
 
 // OpenPayload returns the stored message whose checksum is sum, whether
 // or not an inode still holds it: the bytes of a message unlinked while a
 // reader has it open (see Pin). ErrNotFound if it is no longer stored.
 func (s *Store) OpenPayload(sum [32]byte) (*Message, error) {
+	return s.openLocated(func(x ix) (payloadLoc, [32]byte, error) {
+		loc, ok, err := x.payload(sum)
+		if err == nil && !ok {
+			err = ErrNotFound
+		}
+		return loc, sum, err
+	})
+}
+
+// openLocated reads the payload that locate finds in the index. If
+// compaction moved it and deleted its old container between the lookup
+// and the read, it looks again: the index points at the copy.
+func (s *Store) openLocated(locate func(x ix) (payloadLoc, [32]byte, error)) (*Message, error) {
 	for {
 		var loc payloadLoc
+		var sum [32]byte
 		err := s.db.View(func(tx *bolt.Tx) error {
-			var ok bool
 			var err error
-			if loc, ok, err = (ix{tx}).payload(sum); err == nil && !ok {
-				err = ErrNotFound
-			}
+			loc, sum, err = locate(ix{tx})
 			return err
 		})
 		if err != nil {

@@ -166,7 +166,7 @@ func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 func (d *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	d.mu.Lock()
 	var a backend.Attr
-	if d.next > 0 && d.next <= len(d.page) && d.page[d.next-1].Name == name {
+	if d.next > 0 && d.page[d.next-1].Name == name {
 		a = d.page[d.next-1].Attr
 	}
 	fresh := a.Ino != 0 && d.pageAt == d.n.store().Changes()
