@@ -261,6 +261,50 @@ func TestCopyOnWrite(t *testing.T) {
 	}
 }
 
+// TestIdleCommitAfterForget: a message written in place is committed
+// once idle even if the kernel forgets its inode in between, as it does
+// under memory pressure, on drop_caches, or when the daemon prunes past
+// Options.MaxInodes; and a write that comes after, through the node the
+// next lookup makes, is kept. Contract: "open a message for writing /
+// truncate it".
+func TestIdleCommitAfterForget(t *testing.T) {
+	t.Parallel()
+	mnt, s := mountT(t)
+	fsys := mountOf(t).fsys
+	name := "1700000000.M1P1.host:2,S"
+	p := deliver(t, mnt, "cur", name, message("forget", 5000))
+	ino := lstat(t, p).Ino
+	forget := func() {
+		t.Helper()
+		c := fsys.root.GetChild("cur").GetChild(name).Operations().(*node)
+		fsys.evict.prune([]*node{c})
+		for deadline := time.Now().Add(10 * time.Second); named(c); {
+			if time.Now().After(deadline) {
+				t.Fatalf("the kernel did not forget inode %d", ino)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+
+	want := []byte("Subject: first\n\nrewritten in place\n")
+	must(t, os.WriteFile(p, want, 0o600))
+	forget()
+	waitSealed(t, s, ino)
+	checkContent(t, p, want)
+
+	// Forgotten with its idle commit still to come, changed again
+	// through a new node: both commits are of the inode, and the
+	// last write is what stays.
+	must(t, os.WriteFile(p, []byte("Subject: second\n\n"), 0o600))
+	forget()
+	want = []byte("Subject: third\n\nthe last write\n")
+	must(t, os.WriteFile(p, want, 0o600))
+	waitSealed(t, s, ino)
+	checkContent(t, p, want)
+	remount(t)
+	checkContent(t, p, want)
+}
+
 // waitAllSealed waits until the store holds the given number of sealed
 // messages: every file delivered into new/ or cur/ has been committed.
 func waitAllSealed(t testing.TB, s *backend.Store, messages int) {

@@ -6,6 +6,7 @@ import (
 	"log"
 	"log/slog"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -43,6 +44,9 @@ type FS struct {
 	messages *msgCache
 	// idle are the files waiting for their idle commit (node.idle).
 	idle idleCommits
+	// fileLocks serialize the changes to a file's bytes and its commit
+	// (see fileLock).
+	fileLocks [64]sync.Mutex
 	// rootUID and rootGID own the store root, which has no owner of its own.
 	rootUID, rootGID uint32
 }

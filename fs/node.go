@@ -24,10 +24,13 @@ type node struct {
 
 	mu   sync.Mutex
 	last backend.Attr // last attributes seen, for fstat of an unlinked file
-	// changed is when the file was last changed without a handle, and
-	// idle the timer that commits it once that is commitIdle ago.
-	changed time.Time
-	idle    *time.Timer
+	// lastChange is when the file was last changed in new/ or cur/, under
+	// the name idleName in directory idleDir, and idle the timer that
+	// commits it once that is commitIdle ago.
+	lastChange time.Time
+	idleDir    uint64
+	idleName   string
+	idle       *time.Timer
 	// pins are the payloads pinned for this file while it may be open
 	// with no name left (see orphan.go).
 	pins [][32]byte
@@ -128,10 +131,11 @@ func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 		set.Mask |= backend.SetSize
 		set.Size = size
 		// A new size spools a sealed message: as for a write, under the
-		// node's lock, and committed once idle (see changedLocked).
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		n.changedLocked()
+		// file's lock, and committed once idle (see changed).
+		l := n.fsys.fileLock(n.ino)
+		l.Lock()
+		defer l.Unlock()
+		defer n.changed()
 	}
 	a, err := n.store().Setattr(n.ino, set)
 	if err != nil {
@@ -157,14 +161,17 @@ func (n *node) isMessageDir() bool {
 	return parent != nil && isMessageDirName(name)
 }
 
-// inMessageDir reports whether a name of this file is in new/ or cur/.
-func (n *node) inMessageDir() bool {
-	_, parent := n.Parent()
+// messageDir returns the new/ or cur/ that names this file, and the
+// name; nil if no name of it is there, or it has none.
+func (n *node) messageDir() (*node, string) {
+	name, parent := n.Parent()
 	if parent == nil {
-		return false
+		return nil, ""
 	}
-	p, ok := parent.Operations().(*node)
-	return ok && p.isMessageDir()
+	if p, ok := parent.Operations().(*node); ok && p.isMessageDir() {
+		return p, name
+	}
+	return nil, ""
 }
 
 // owner is who owns a new inode: the caller, as on a local filesystem,

@@ -133,11 +133,12 @@ func (n *node) commitChild(name string) (bool, syscall.Errno) {
 }
 
 // commit seals this file if it is spooled, and reports whether it was:
-// whether this is a delivery. It holds the node's lock, so that no write
-// (changeSpool) is between spooling and writing.
+// whether this is a delivery. It holds the file's lock, so that no write
+// (changeSpool) is between reading the spool file and dropping it.
 func (n *node) commit() (bool, syscall.Errno) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
+	l := n.fsys.fileLock(n.ino)
+	l.Lock()
+	defer l.Unlock()
 	a, err := n.store().Getattr(n.ino)
 	if err != nil {
 		return false, n.errno(err, "commit", "")

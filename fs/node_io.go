@@ -98,13 +98,24 @@ func (n *node) Allocate(ctx context.Context, fh gofs.FileHandle, off, size uint6
 	})
 }
 
+// fileLock returns the lock that serializes the changes to file ino's
+// bytes and its commit, so that no write lands in a spool file between
+// its commit reading it and dropping it. It is the inode's, not the
+// node's: the kernel may forget a node (memory pressure, drop_caches) and
+// look the inode up again, as a new node, while the first one's idle
+// commit is still to come.
+func (f *FS) fileLock(ino uint64) *sync.Mutex {
+	return &f.fileLocks[ino%uint64(len(f.fileLocks))]
+}
+
 // changeSpool runs change on the file's spool file, spooling a sealed
-// message first, and notes the change. The node's lock, which commit
+// message first, and notes the change. The file's lock, which commit
 // holds too, keeps the file from being sealed, and its spool file
 // dropped, between the two.
 func (n *node) changeSpool(op string, change func(*os.File) error) syscall.Errno {
-	n.mu.Lock()
-	defer n.mu.Unlock()
+	l := n.fsys.fileLock(n.ino)
+	l.Lock()
+	defer l.Unlock()
 	a, err := n.store().Getattr(n.ino)
 	if err == nil && a.Sealed {
 		err = n.store().Spool(n.ino, false)
@@ -120,7 +131,7 @@ func (n *node) changeSpool(op string, change func(*os.File) error) syscall.Errno
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	n.changedLocked()
+	n.changed()
 	return n.errno(err, op, "")
 }
 
@@ -204,17 +215,21 @@ func gofsErrno(err error) syscall.Errno {
 // on ext4 is within its commit interval.
 const commitIdle = time.Second
 
-// changedLocked notes a change to the file's bytes and, for a file in
-// new/ or cur/, arms its idle commit. The caller holds n.mu.
-func (n *node) changedLocked() {
-	if n.inMessageDir() {
-		n.armIdleLocked()
+// changed notes a change to the file's bytes and, for a file in new/ or
+// cur/, arms its idle commit.
+func (n *node) changed() {
+	if p, name := n.messageDir(); p != nil {
+		n.mu.Lock()
+		n.armIdleLocked(p.ino, name)
+		n.mu.Unlock()
 	}
 }
 
-// armIdleLocked (re)starts the wait for the file's idle commit.
-func (n *node) armIdleLocked() {
-	n.changed = time.Now()
+// armIdleLocked (re)starts the wait for the file's idle commit, noting
+// the name in new/ or cur/ it was changed under. The caller holds n.mu.
+func (n *node) armIdleLocked(dir uint64, name string) {
+	n.lastChange = time.Now()
+	n.idleDir, n.idleName = dir, name
 	if n.idle == nil {
 		n.fsys.idle.add(n)
 		n.idle = time.AfterFunc(commitIdle, n.idleCommit)
@@ -226,7 +241,7 @@ func (n *node) armIdleLocked() {
 // spooled.
 func (n *node) idleCommit() {
 	n.mu.Lock()
-	if wait := commitIdle - time.Since(n.changed); wait > 0 && !n.fsys.idle.stopping.Load() {
+	if wait := commitIdle - time.Since(n.lastChange); wait > 0 && !n.fsys.idle.stopping.Load() {
 		n.idle.Reset(wait)
 		n.mu.Unlock()
 		return
@@ -238,9 +253,25 @@ func (n *node) idleCommit() {
 
 func (n *node) commitIdleNow() {
 	defer n.fsys.idle.done(n)
-	if n.inMessageDir() {
+	if n.stillInMessageDir() {
 		n.commit()
 	}
+}
+
+// stillInMessageDir reports whether the file is still named in new/ or
+// cur/ when its idle commit comes: by where its node is or, if the kernel
+// has forgotten the node since, by whether the name it was last changed
+// under still names it.
+func (n *node) stillInMessageDir() bool {
+	if _, parent := n.Parent(); parent != nil {
+		p, _ := n.messageDir()
+		return p != nil
+	}
+	n.mu.Lock()
+	dir, name := n.idleDir, n.idleName
+	n.mu.Unlock()
+	a, err := n.store().Lookup(dir, name)
+	return err == nil && a.Ino == n.ino
 }
 
 // idleCommits are the files waiting for their idle commit.

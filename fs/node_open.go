@@ -44,7 +44,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if n.isMessageDir() {
 		c := child.Operations().(*node)
 		c.mu.Lock()
-		c.armIdleLocked()
+		c.armIdleLocked(n.ino, name)
 		c.mu.Unlock()
 	}
 	return child, nil, 0, 0
