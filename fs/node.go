@@ -5,7 +5,6 @@ import (
 	"errors"
 	"sync"
 	"syscall"
-	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -24,13 +23,8 @@ type node struct {
 
 	mu   sync.Mutex
 	last backend.Attr // last attributes seen, for fstat of an unlinked file
-	// lastChange is when the file was last changed in new/ or cur/, under
-	// the name idleName in directory idleDir, and idle the timer that
-	// commits it once that is commitIdle ago.
-	lastChange time.Time
-	idleDir    uint64
-	idleName   string
-	idle       *time.Timer
+	// idle is the file's idle commit to come, if it has one (node_io.go).
+	idle *pendingCommit
 	// pins are the payloads pinned for this file while it may be open
 	// with no name left (see orphan.go).
 	pins [][32]byte

@@ -225,15 +225,26 @@ func (n *node) changed() {
 	}
 }
 
+// pendingCommit is the idle commit to come of a file changed in new/ or
+// cur/.
+type pendingCommit struct {
+	timer   *time.Timer
+	changed time.Time // the file's last change
+	// dir and name are the directory and the name the file was last
+	// changed under.
+	dir  uint64
+	name string
+}
+
 // armIdleLocked (re)starts the wait for the file's idle commit, noting
 // the name in new/ or cur/ it was changed under. The caller holds n.mu.
 func (n *node) armIdleLocked(dir uint64, name string) {
-	n.lastChange = time.Now()
-	n.idleDir, n.idleName = dir, name
 	if n.idle == nil {
 		n.fsys.idle.add(n)
-		n.idle = time.AfterFunc(commitIdle, n.idleCommit)
+		n.idle = &pendingCommit{timer: time.AfterFunc(commitIdle, n.idleCommit)}
 	}
+	n.idle.changed = time.Now()
+	n.idle.dir, n.idle.name = dir, name
 }
 
 // idleCommit commits a file named in new/ or cur/ once it has gone
@@ -241,19 +252,20 @@ func (n *node) armIdleLocked(dir uint64, name string) {
 // spooled.
 func (n *node) idleCommit() {
 	n.mu.Lock()
-	if wait := commitIdle - time.Since(n.lastChange); wait > 0 && !n.fsys.idle.stopping.Load() {
-		n.idle.Reset(wait)
+	p := n.idle
+	if wait := commitIdle - time.Since(p.changed); wait > 0 && !n.fsys.idle.stopping.Load() {
+		p.timer.Reset(wait)
 		n.mu.Unlock()
 		return
 	}
 	n.idle = nil
 	n.mu.Unlock()
-	n.commitIdleNow()
+	n.commitIdleNow(p)
 }
 
-func (n *node) commitIdleNow() {
+func (n *node) commitIdleNow(p *pendingCommit) {
 	defer n.fsys.idle.done(n)
-	if n.stillInMessageDir() {
+	if n.stillInMessageDir(p) {
 		n.commit()
 	}
 }
@@ -262,15 +274,12 @@ func (n *node) commitIdleNow() {
 // cur/ when its idle commit comes: by where its node is or, if the kernel
 // has forgotten the node since, by whether the name it was last changed
 // under still names it.
-func (n *node) stillInMessageDir() bool {
+func (n *node) stillInMessageDir(p *pendingCommit) bool {
 	if _, parent := n.Parent(); parent != nil {
-		p, _ := n.messageDir()
-		return p != nil
+		dir, _ := n.messageDir()
+		return dir != nil
 	}
-	n.mu.Lock()
-	dir, name := n.idleDir, n.idleName
-	n.mu.Unlock()
-	a, err := n.store().Lookup(dir, name)
+	a, err := n.store().Lookup(p.dir, p.name)
 	return err == nil && a.Ino == n.ino
 }
 
@@ -312,13 +321,14 @@ func (c *idleCommits) flush() {
 	c.mu.Unlock()
 	for _, n := range waiting {
 		n.mu.Lock()
-		stopped := n.idle != nil && n.idle.Stop()
+		p := n.idle
+		stopped := p != nil && p.timer.Stop()
 		if stopped {
 			n.idle = nil
 		}
 		n.mu.Unlock()
 		if stopped {
-			n.commitIdleNow()
+			n.commitIdleNow(p)
 		}
 	}
 	c.running.Wait()
