@@ -271,13 +271,12 @@ func (n *node) commitIdleNow(p *pendingCommit) {
 }
 
 // stillInMessageDir reports whether the file is still named in new/ or
-// cur/ when its idle commit comes: by where its node is or, if the kernel
-// has forgotten the node since, by whether the name it was last changed
-// under still names it.
+// cur/ when its idle commit comes: by where its node is, or by the name
+// it was last changed under, which is all there is once the kernel has
+// forgotten the node.
 func (n *node) stillInMessageDir(p *pendingCommit) bool {
-	if _, parent := n.Parent(); parent != nil {
-		dir, _ := n.messageDir()
-		return dir != nil
+	if dir, _ := n.messageDir(); dir != nil {
+		return true
 	}
 	a, err := n.store().Lookup(p.dir, p.name)
 	return err == nil && a.Ino == n.ino

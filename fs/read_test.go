@@ -49,8 +49,8 @@ func (l *requestLog) take() map[string]int {
 // the run, the benchmark's cold phases, writes /proc/sys/vm/drop_caches):
 // the kernel then asks for names, attributes and pages that a test which
 // counts requests expects it to hold. measure must be repeatable. The
-// benchmark's smoke run drops them for about a minute; after five, the
-// test fails.
+// benchmark's smoke run drops them for under a minute; after five minutes
+// of drops, the test fails.
 func (l *requestLog) undisturbed(t testing.TB, measure func()) map[string]int {
 	t.Helper()
 	const patience = 5 * time.Minute
