@@ -97,6 +97,10 @@ func (f *FS) mountOptions(store *backend.Store, opts Options) *gofs.Options {
 		EntryTimeout:    &et,
 		AttrTimeout:     &at,
 		NegativeTimeout: &nt,
+		// Mode 0000 is a mode: go-fuse would otherwise answer 0644 (0755
+		// for a directory) for it, and a file its owner locked would be
+		// readable by everyone (issue 14, item 13).
+		NullPermissions: true,
 		MountOptions: fuse.MountOptions{
 			AllowOther:  opts.AllowOther,
 			FsName:      store.Dir(),
