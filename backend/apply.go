@@ -11,6 +11,9 @@ import (
 // They are carried out only once the op is durable.
 type effects struct {
 	dropSpool []uint64 // spool files no longer needed
+	// unlinked are the files whose last name went, as they were: a
+	// holder may still use them (see hold.go).
+	unlinked []Attr
 }
 
 // apply applies one op to the index. It validates first and changes
@@ -193,6 +196,11 @@ func (x ix) dropName(parent uint64, p *inode, name string, d dirent, t int64, fx
 }
 
 func (x ix) dropInode(ino uint64, n *inode, fx *effects) error {
+	if n.isFile() {
+		a := n.attr(ino)
+		a.Nlink = 0
+		fx.unlinked = append(fx.unlinked, a)
+	}
 	if n.sealed() {
 		if err := x.unref(n.Payload); err != nil {
 			return err

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -101,6 +102,7 @@ func (s *Store) mutateLocked(build func(x ix) (*record.Op, error)) (*record.Op, 
 	if err != nil {
 		return nil, 0, err
 	}
+	s.keepOrphans(fx.unlinked, s.seq)
 	s.dropSpoolAfter(s.seq, fx.dropSpool)
 	return op, s.seq, nil
 }
@@ -119,7 +121,8 @@ func (s *Store) applyLocked(x ix, op *record.Op, fx *effects) error {
 
 func nextIno(x ix) uint64 { return x.metaUint64(keyNextIno) }
 
-// Getattr returns the attributes of ino.
+// Getattr returns the attributes of ino, or of the held file ino was
+// until its last name went (link count 0; see Hold).
 func (s *Store) Getattr(ino uint64) (Attr, error) {
 	var a Attr
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -130,6 +133,11 @@ func (s *Store) Getattr(ino uint64) (Attr, error) {
 		a = n.attr(ino)
 		return nil
 	})
+	if errors.Is(err, ErrNotFound) {
+		if o, ok := s.orphanAttr(ino); ok {
+			return o, nil
+		}
+	}
 	if err != nil {
 		return a, err
 	}
@@ -325,6 +333,9 @@ func (s *Store) Rename(parent uint64, name string, newParent uint64, newName str
 // Setattr changes the attributes in a.Mask. Changing the size of a sealed
 // message first copies it to the spool (copy-on-write).
 func (s *Store) Setattr(ino uint64, a SetAttr) (Attr, error) {
+	if s.isOrphan(ino) {
+		return s.setattrOrphan(ino, a)
+	}
 	if a.Mask&SetSize != 0 {
 		if err := s.Spool(ino, a.Size == 0); err != nil {
 			return Attr{}, err
@@ -452,6 +463,9 @@ func (s *Store) storePayloadLocked(x ix, sum [32]byte, body []byte, flags uint8)
 // inodes holding the same payload keep it. Spooling a spooled file does
 // nothing.
 func (s *Store) Spool(ino uint64, truncate bool) error {
+	if s.isOrphan(ino) {
+		return s.spoolOrphan(ino, truncate)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

@@ -95,6 +95,8 @@ type Store struct {
 	// no inode may hold it any more (see Pin).
 	pinMu sync.Mutex
 	pins  map[[32]byte]int
+	// holds are the files kept past their last name (see Hold).
+	holds holds
 
 	// changes counts the starts and ends of index write transactions.
 	changes atomic.Uint64
@@ -307,6 +309,7 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
+	s.dropOrphans()
 	s.removeDroppedSpool(^uint64(0))
 	if serr := s.db.Sync(); err == nil {
 		err = serr

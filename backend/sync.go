@@ -192,7 +192,7 @@ func (s *Store) removeDroppedSpool(durable uint64) {
 	defer s.mu.Unlock()
 	failpoint(fpSpoolBeforeRemove)
 	for _, d := range due {
-		if s.isSpooled(d.ino) {
+		if s.isSpooled(d.ino) || s.isOrphan(d.ino) {
 			continue
 		}
 		if err := os.Remove(s.spoolPath(d.ino)); err != nil && !os.IsNotExist(err) {

@@ -28,6 +28,9 @@ type node struct {
 	// pins are the payloads pinned for this file while it may be open
 	// with no name left (see orphan.go).
 	pins [][32]byte
+	// holds counts the store's holds on this file's inode while it may
+	// be open with no name left (see orphan.go).
+	holds int
 }
 
 func (n *node) store() *backend.Store { return n.fsys.store }

@@ -75,11 +75,13 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 			return errno
 		}
 	}
+	var pin *pin
 	if bflags != backend.RenameExchange {
-		pin := np.pinChild(newName) // the name renamed over
-		defer pin.settle()
+		pin = np.pinChild(newName) // the name renamed over
 	}
-	if err := n.store().Rename(n.ino, name, np.ino, newName, bflags); err != nil {
+	err := n.store().Rename(n.ino, name, np.ino, newName, bflags)
+	pin.settle()
+	if err != nil {
 		return n.errno(err, "rename", name)
 	}
 	if delivered {
