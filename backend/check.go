@@ -156,6 +156,9 @@ func (s *Store) checkRecord(n uint32, off int64, rec record.Record, r *Report) {
 	case record.TypePayload:
 		r.Payloads++
 		_, _, err = record.DecodePayload(rec, s.cfg.MaxMessageSize)
+		if err == nil {
+			err = s.checkPayloadScope(rec)
+		}
 	case record.TypeOp:
 		r.Ops++
 		_, err = record.ParseOp(rec.Body)
@@ -165,6 +168,21 @@ func (s *Store) checkRecord(n uint32, off int64, rec record.Record, r *Report) {
 	if err != nil {
 		r.problem("%v", &CorruptError{Container: n, Offset: off, Reason: err.Error()})
 	}
+}
+
+// checkPayloadScope checks that a payload record is keyed as the store's
+// de-duplication scope keys payloads: a store keeps one kind only, so
+// that a key of one kind can never name bytes stored under the other.
+func (s *Store) checkPayloadScope(rec record.Record) error {
+	owned := rec.Flags&record.FlagOwner != 0
+	if owned == (s.cfg.Dedup == DedupUser) {
+		return nil
+	}
+	kind := "a store-wide payload"
+	if owned {
+		kind = "a payload keyed by its owner's uid"
+	}
+	return fmt.Errorf("%s in a store whose de-duplication scope is %q", kind, s.cfg.Dedup)
 }
 
 // indexCounts are what the index's own counters must agree with.

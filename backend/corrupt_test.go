@@ -223,7 +223,7 @@ func TestCheckNamesDamagedMessage(t *testing.T) {
 	must(t, s.Sync())
 	loc := payloadLocOf(t, s, victim)
 	path := s.files.path(loc.Container)
-	flipByte(t, path, loc.Offset+recordHeaderSize+32+3) // inside the message
+	flipByte(t, path, loc.Offset+recordHeaderSize+32+4+3) // inside the message, after the key and the owner's uid
 
 	_, err = s.OpenMessage(victim)
 	var corrupt *CorruptError
@@ -251,7 +251,7 @@ func TestCheckNamesDamagedMessage(t *testing.T) {
 	if !strings.Contains(all, skip) || strings.Contains(all, "journal ends at sequence") || len(r.Problems) != 5 {
 		t.Errorf("check problems, want the damaged record, the skip (%q), the payload and its two names:\n%s", skip, all)
 	}
-	flipByte(t, path, loc.Offset+recordHeaderSize+32+3) // undo, for TestStore's final check
+	flipByte(t, path, loc.Offset+recordHeaderSize+32+4+3) // undo, for TestStore's final check
 }
 
 func payloadLocOf(t *testing.T, s *Store, ino uint64) payloadLoc {

@@ -8,8 +8,10 @@
 //   - Container: an append-only file of framed records (backend/record). The
 //     active container is the one records are appended to; a full one is
 //     sealed and never written again.
-//   - Payload: the bytes of a message, stored once per store and named by
-//     their SHA-256 (single-instance storage).
+//   - Payload: the bytes of a message, stored once and named by their key:
+//     their SHA-256 (single-instance storage across the store), or, in a
+//     store whose de-duplication scope is "user", a hash of that and the
+//     owning uid, so that only one uid's copies share a payload.
 //   - Op: a journaled namespace change (create, link, unlink, rename, setattr,
 //     commit, spool). The index is the result of applying every op in
 //     sequence; apply.go holds the one function that does so, for live

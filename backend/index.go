@@ -19,7 +19,7 @@ import (
 //	users      name                      u64 ino, u32 uid, u32 gid
 //	inodes     u64 ino (BE)              inode record (see encodeInode)
 //	dirents    u64 parent (BE) + name    u64 ino, u32 mode
-//	payloads   [32]byte sha256           u32 container, u64 offset, u64 length, u32 refs
+//	payloads   [32]byte payload key      u32 container, u64 offset, u64 length, u32 refs
 //	containers u32 number (BE)           u64 written, u64 live, u8 state (0 active, 1 sealed, 2 deleted)
 //	usage      u32 uid (BE)              u64 bytes, u64 messages (sealed messages the uid owns)
 //	quotas     u32 uid (BE)              u64 bytes, u64 messages (limits; 0 none)

@@ -380,9 +380,10 @@ func (s *Store) chtimesSpool(ino uint64, n *inode, a SetAttr) error {
 }
 
 // Commit seals spooled file ino: its bytes become a payload in a container
-// (stored once per store) and the spool file goes once that is durable.
-// Committing a file that is already sealed does nothing. The caller makes
-// sure no one writes the spool file meanwhile.
+// (stored once per store, or once per uid: Config.Dedup) and the spool
+// file goes once that is durable. Committing a file that is already
+// sealed does nothing. The caller makes sure no one writes the spool file
+// meanwhile.
 func (s *Store) Commit(ino uint64) error {
 	s.mu.Lock()
 	seq, err := s.commitLocked(ino)
@@ -401,7 +402,11 @@ func (s *Store) commitLocked(ino uint64) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	body, flags, sum := record.EncodePayload(data, s.cfg.Compression == CompressionZstd)
+	owner, err := s.payloadOwner(ino)
+	if err != nil {
+		return 0, err
+	}
+	body, flags, sum := record.EncodePayload(data, s.cfg.Compression == CompressionZstd, owner)
 	var fx effects
 	err = s.updateLocked(func(x ix) error {
 		if n, err := x.inode(ino); err == nil && !x.admits(n.UID, uint64(len(data))) {
@@ -441,9 +446,27 @@ func (s *Store) readSpool(ino uint64) ([]byte, int64, error) {
 	return data, fi.ModTime().UnixNano(), nil
 }
 
+// payloadOwner is whose the payload that file ino commits is: under
+// DedupUser, the uid that owns the inode now. A payload keeps the owner it
+// was committed under: a chown later moves the quota, not the payload.
+func (s *Store) payloadOwner(ino uint64) (record.Owner, error) {
+	var uid uint32
+	err := s.db.View(func(tx *bolt.Tx) error {
+		n, err := ix{tx}.inode(ino)
+		if err == nil {
+			uid = n.UID
+		}
+		return err
+	})
+	return s.cfg.owner(uid), err
+}
+
 // storePayloadLocked appends a payload record unless the same bytes are
-// already stored (single-instance storage). The index records the length
-// of the stored bytes, compressed or not.
+// already stored (single-instance storage) for the same owner, if the
+// store scopes de-duplication per user: another uid's copy has another
+// key, so it is written in full on the same path as a new message, and
+// neither the free space nor the time taken tells that it exists. The
+// index records the length of the stored bytes, compressed or not.
 func (s *Store) storePayloadLocked(x ix, sum [32]byte, body []byte, flags uint8) error {
 	if _, ok, err := x.payload(sum); err != nil || ok {
 		return err

@@ -15,6 +15,9 @@ type Stats struct {
 	// they take in containers (after compression, before record framing).
 	DistinctBytes uint64 `json:"distinct_bytes"`
 	StoredBytes   uint64 `json:"stored_bytes"`
+	// DedupScope is Config.Dedup: whether bodies are shared across the
+	// store or only among the messages of one uid.
+	DedupScope string `json:"dedup_scope"`
 	// DedupSavedBytes is what single-instance storage saves (messages
 	// holding the same body), CompressionSavedBytes what zstd saves.
 	DedupSavedBytes       uint64           `json:"dedup_saved_bytes"`
@@ -46,7 +49,7 @@ type UserStats struct {
 
 // Stats summarises the store.
 func (s *Store) Stats() (Stats, error) {
-	var st Stats
+	st := Stats{DedupScope: s.cfg.Dedup}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		x := ix{tx}
 		st.Users = tx.Bucket(bucketUsers).Stats().KeyN

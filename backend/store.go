@@ -45,10 +45,44 @@ type Config struct {
 	// Compression is how new payloads are stored: "" (as they are) or
 	// CompressionZstd (a zstd frame, when that is smaller).
 	Compression string `json:"compression,omitempty"`
+	// Dedup is the scope of single-instance storage: DedupStore (the same
+	// bytes are stored once in the store) or DedupUser (once per owning
+	// uid). It is fixed at init. A store.json without it predates the
+	// choice and is DedupStore, as such stores were; Init writes it.
+	Dedup string `json:"dedup,omitempty"`
 }
 
 // CompressionZstd is Config.Compression for zstd-compressed payloads.
 const CompressionZstd = "zstd"
+
+// De-duplication scopes (Config.Dedup).
+const (
+	// DedupStore stores the same bytes once in the whole store: the least
+	// space, but a user who delivers a message can tell from the free
+	// space whether any other user holds it.
+	DedupStore = "store"
+	// DedupUser stores the same bytes once per owning uid: a copy of
+	// another uid's message costs, and takes the same path, as a new one.
+	// It is the default of a new store.
+	DedupUser = "user"
+)
+
+// checkDedup refuses an unknown de-duplication scope.
+func checkDedup(scope string) error {
+	if scope != DedupStore && scope != DedupUser {
+		return fmt.Errorf("backend: de-duplication scope %q: only %q and %q are known", scope, DedupStore, DedupUser)
+	}
+	return nil
+}
+
+// owner is whose a payload committed by an inode of uid is, under the
+// store's de-duplication scope.
+func (c Config) owner(uid uint32) record.Owner {
+	if c.Dedup == DedupUser {
+		return record.Owner{Scoped: true, UID: uid}
+	}
+	return record.Owner{}
+}
 
 // Options tune an open store; the zero value is the default.
 type Options struct {
@@ -123,6 +157,12 @@ func Init(dir string, cfg Config) error {
 	}
 	if cfg.Compression != "" && cfg.Compression != CompressionZstd {
 		return fmt.Errorf("backend: compression %q: only %q is known", cfg.Compression, CompressionZstd)
+	}
+	if cfg.Dedup == "" {
+		cfg.Dedup = DedupUser
+	}
+	if err := checkDedup(cfg.Dedup); err != nil {
+		return err
 	}
 	if cfg.CompactThreshold < 0 || cfg.CompactThreshold > 100 {
 		return fmt.Errorf("backend: compaction threshold %d%% is not between 0 and 100", cfg.CompactThreshold)
@@ -207,6 +247,12 @@ func readConfig(dir string) (Config, error) {
 	}
 	if cfg.ContainerSize <= record.HeaderSize || cfg.MaxMessageSize <= 0 {
 		return cfg, fmt.Errorf("backend: %s/store.json: bad limits", dir)
+	}
+	if cfg.Dedup == "" {
+		cfg.Dedup = DedupStore // written before the scope was a choice
+	}
+	if err := checkDedup(cfg.Dedup); err != nil {
+		return cfg, fmt.Errorf("backend: %s/store.json: %w", dir, err)
 	}
 	return cfg, nil
 }

@@ -36,7 +36,7 @@ func TestCorruptMessageContained(t *testing.T) {
 
 	pack := filepath.Join(store, "containers", "00000001.pack")
 	off := payloadOffset(t, pack, msgs[17])
-	flipAt(t, pack, off+record.RecordHeaderSize+32+10)
+	flipAt(t, pack, off+record.RecordHeaderSize+32+4+10) // a message byte, after key and uid
 
 	stdout, stderr, code := harness.RunExit(t, "fsck", store)
 	if code == 0 {
@@ -99,7 +99,11 @@ func payloadOffset(t *testing.T, pack string, msg []byte) int64 {
 	mustDo(t, err)
 	sc := record.NewScanner(bytes.NewReader(data[record.HeaderSize:]), record.HeaderSize, 1<<30)
 	for sc.Next() {
-		if r := sc.Record(); r.Type == record.TypePayload && bytes.Equal(r.Body[32:], msg) {
+		r := sc.Record()
+		if r.Type != record.TypePayload {
+			continue
+		}
+		if _, data, err := record.DecodePayload(r, 1<<30); err == nil && bytes.Equal(data, msg) {
 			return sc.Offset()
 		}
 	}

@@ -312,7 +312,7 @@ func TestRebuildFailureKeepsIndex(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(store, "containers", "00000002.pack")); err != nil {
 		t.Fatalf("want container 1 sealed: %v", err)
 	}
-	flipAt(t, pack, payloadOffset(t, pack, msgs[0])+record.RecordHeaderSize+32+5)
+	flipAt(t, pack, payloadOffset(t, pack, msgs[0])+record.RecordHeaderSize+32+4+5)
 
 	stdout, stderr, code := harness.RunExit(t, "fsck", "--rebuild", store)
 	if code == 0 || !strings.Contains(stdout, "the rebuild failed: put the index back") {

@@ -1,7 +1,6 @@
 package record
 
 import (
-	"crypto/sha256"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -29,46 +28,58 @@ func coders() (*zstd.Encoder, *zstd.Decoder) {
 }
 
 // EncodePayload returns the body and flags of a payload record for the
-// message data, and its SHA-256. With compress, the bytes are stored as a
-// zstd frame when that is smaller; otherwise as they are.
-func EncodePayload(data []byte, compress bool) (body []byte, flags uint8, sum [32]byte) {
-	sum = sha256.Sum256(data)
+// message data held by owner, and its key (PayloadKey). With compress,
+// the bytes are stored as a zstd frame when that is smaller; otherwise as
+// they are.
+func EncodePayload(data []byte, compress bool, owner Owner) (body []byte, flags uint8, key [32]byte) {
+	key = PayloadKey(data, owner)
+	if owner.Scoped {
+		flags = FlagOwner
+	}
+	head := payloadHead(key, owner, len(key)+ownerSize+len(data))
 	if compress {
 		enc, _ := coders()
-		z := enc.EncodeAll(data, append(make([]byte, 0, len(sum)+len(data)/2), sum[:]...))
-		if len(z)-len(sum) < len(data) {
-			return z, FlagZstd, sum
+		z := enc.EncodeAll(data, head)
+		if len(z)-len(head) < len(data) {
+			return z, flags | FlagZstd, key
 		}
 	}
-	body = make([]byte, 0, len(sum)+len(data))
-	body = append(body, sum[:]...)
-	return append(body, data...), 0, sum
+	return append(head, data...), flags, key
 }
 
-// DecodePayload returns the SHA-256 and the original message bytes of a
-// payload record, decompressing them if its flags say so, and checks the
-// hash. maxSize bounds the decompressed size (the store's message size
-// limit), so that a damaged frame cannot claim a huge allocation.
-func DecodePayload(r Record, maxSize int64) (sum [32]byte, data []byte, err error) {
-	if r.Flags&FlagZstd == 0 {
-		return SplitPayload(r.Body)
+// DecodePayload returns the key and the original message bytes of a
+// payload record, decompressing them if its flags say so, and checks that
+// the key is theirs. maxSize bounds the decompressed size (the store's
+// message size limit), so that a damaged frame cannot claim a huge
+// allocation.
+func DecodePayload(r Record, maxSize int64) (key [32]byte, data []byte, err error) {
+	key, owner, rest, err := splitHead(r)
+	if err != nil {
+		return key, nil, err
 	}
-	if len(r.Body) < len(sum) {
-		return sum, nil, formatErrorf("payload body of %d bytes is shorter than its hash", len(r.Body))
+	data = rest
+	if r.Flags&FlagZstd != 0 {
+		if data, err = decompress(rest, maxSize); err != nil {
+			return key, nil, err
+		}
 	}
-	copy(sum[:], r.Body)
+	if PayloadKey(data, owner) != key {
+		return key, nil, formatErrorf("payload hash mismatch")
+	}
+	return key, data, nil
+}
+
+// decompress returns the content of one zstd frame whose header states a
+// content size of at most maxSize.
+func decompress(frame []byte, maxSize int64) ([]byte, error) {
 	_, dec := coders()
-	frame := r.Body[len(sum):]
 	var h zstd.Header
 	if err := h.Decode(frame); err != nil || !h.HasFCS || h.FrameContentSize > uint64(maxSize) {
-		return sum, nil, formatErrorf("compressed payload: bad or oversized zstd frame header")
+		return nil, formatErrorf("compressed payload: bad or oversized zstd frame header")
 	}
-	data, err = dec.DecodeAll(frame, make([]byte, 0, h.FrameContentSize))
+	data, err := dec.DecodeAll(frame, make([]byte, 0, h.FrameContentSize))
 	if err != nil {
-		return sum, nil, formatErrorf("compressed payload: %v", err)
+		return nil, formatErrorf("compressed payload: %v", err)
 	}
-	if sha256.Sum256(data) != sum {
-		return sum, nil, formatErrorf("payload hash mismatch")
-	}
-	return sum, data, nil
+	return data, nil
 }

@@ -16,8 +16,10 @@
 //     up to the next multiple of 8.
 //   - Sequence number (Seq): global to the store and strictly increasing
 //     across containers; it orders the journal.
-//   - Payload: a record whose body is the SHA-256 of a message followed by the
-//     message bytes. The hash is the message's identity in the store.
+//   - Payload: a record whose body is the message's key (PayloadKey: its
+//     SHA-256, or with FlagOwner a hash of that and the owner's uid, which
+//     follows the key) and then the message bytes. The key is the message's
+//     identity in the store.
 //   - Op: a record whose body is one namespace operation (Op); replaying all
 //     ops in sequence order rebuilds the index.
 //   - Seal: the last record of a full container: its record count and last

@@ -5,28 +5,76 @@ import (
 	"encoding/binary"
 )
 
-// PayloadBody returns the body of a payload record for the message data:
-// its SHA-256 followed by the data, and the SHA-256 itself.
-func PayloadBody(data []byte) (body []byte, sum [32]byte) {
-	sum = sha256.Sum256(data)
-	body = make([]byte, 0, len(sum)+len(data))
-	body = append(body, sum[:]...)
-	return append(body, data...), sum
+// FlagOwner, bit 1 of a payload record's flags, says that the payload's
+// identity includes its owner's uid (de-duplication scoped per user):
+// the body is the key, the owner's uid (u32), then the message bytes or
+// zstd frame. Without it the body is the key, then the bytes or frame.
+const FlagOwner uint8 = 2
+
+// ownerSize is the size of the uid after the key of an owned payload.
+const ownerSize = 4
+
+// Owner scopes a payload's identity. The zero value is a store-wide
+// payload, whose key is the SHA-256 of its bytes; with Scoped, the key is
+// the SHA-256 of that SHA-256 followed by UID (u32 little-endian), so that
+// the same bytes held by two uids are two payloads. A store keeps payloads
+// of one kind only (its de-duplication scope), so keys of the two kinds
+// never meet in one index.
+type Owner struct {
+	Scoped bool
+	UID    uint32
 }
 
-// SplitPayload splits a payload record body into the stored SHA-256 and the
-// message data (which aliases body), and checks that the hash matches the
-// data.
+// PayloadKey is the identity of the message data held by owner: the key
+// of its payload record and of the index's payloads bucket.
+func PayloadKey(data []byte, owner Owner) [32]byte {
+	sum := sha256.Sum256(data)
+	if !owner.Scoped {
+		return sum
+	}
+	return sha256.Sum256(binary.LittleEndian.AppendUint32(sum[:], owner.UID))
+}
+
+// payloadHead is the start of a payload record body: the key, and the
+// owner's uid if scoped.
+func payloadHead(key [32]byte, owner Owner, capacity int) []byte {
+	head := make([]byte, 0, capacity)
+	head = append(head, key[:]...)
+	if owner.Scoped {
+		head = binary.LittleEndian.AppendUint32(head, owner.UID)
+	}
+	return head
+}
+
+// PayloadBody returns the body of an uncompressed, store-wide payload
+// record for the message data, and its key (the SHA-256 of data).
+func PayloadBody(data []byte) (body []byte, sum [32]byte) {
+	body, _, sum = EncodePayload(data, false, Owner{})
+	return body, sum
+}
+
+// SplitPayload splits the body of an uncompressed, store-wide payload
+// record into its key and the message data (which aliases body), and
+// checks that the key is the SHA-256 of the data.
 func SplitPayload(body []byte) (sum [32]byte, data []byte, err error) {
-	if len(body) < len(sum) {
-		return sum, nil, formatErrorf("payload body of %d bytes is shorter than its hash", len(body))
+	return DecodePayload(Record{Type: TypePayload, Body: body}, int64(len(body)))
+}
+
+// splitHead splits a payload record body into its key, its owner and the
+// stored bytes after them (message bytes or a zstd frame).
+func splitHead(r Record) (key [32]byte, owner Owner, rest []byte, err error) {
+	n := len(key)
+	if r.Flags&FlagOwner != 0 {
+		n += ownerSize
 	}
-	copy(sum[:], body)
-	data = body[len(sum):]
-	if sha256.Sum256(data) != sum {
-		return sum, nil, formatErrorf("payload hash mismatch")
+	if len(r.Body) < n {
+		return key, owner, nil, formatErrorf("payload body of %d bytes is shorter than its hash", len(r.Body))
 	}
-	return sum, data, nil
+	copy(key[:], r.Body)
+	if r.Flags&FlagOwner != 0 {
+		owner = Owner{Scoped: true, UID: binary.LittleEndian.Uint32(r.Body[len(key):])}
+	}
+	return key, owner, r.Body[n:], nil
 }
 
 // sealBodySize is the size of a seal record body.

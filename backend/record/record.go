@@ -38,7 +38,7 @@ var recordMagic = [4]byte{'P', 'K', 'R', 'C'}
 // Record is one framed record.
 type Record struct {
 	Type  Type
-	Flags uint8 // FlagZstd on a compressed payload record, otherwise 0
+	Flags uint8 // FlagZstd and FlagOwner on payload records, otherwise 0
 	Seq   uint64
 	Body  []byte
 }
@@ -116,7 +116,7 @@ func parseRecordHeader(h []byte, maxBody uint32) (Record, uint32, error) {
 	if !r.Type.known() {
 		return Record{}, 0, formatErrorf("unknown record type %d", h[4])
 	}
-	if r.Flags != 0 && (r.Type != TypePayload || r.Flags != FlagZstd) {
+	if r.Flags != 0 && (r.Type != TypePayload || r.Flags&^(FlagZstd|FlagOwner) != 0) {
 		return Record{}, 0, formatErrorf("unsupported record flags %#02x", r.Flags)
 	}
 	if h[6] != 0 || h[7] != 0 {

@@ -28,13 +28,18 @@ func initCommand() *cli.Command {
 			&cli.StringFlag{Name: "max-message-size", Value: "64MiB", Usage: "refuse larger messages with EFBIG"},
 			&cli.StringFlag{Name: "compression", Value: "none", Usage: "none, or zstd: store each message as a zstd frame when that is smaller"},
 			&cli.IntFlag{Name: "compact-threshold", Value: backend.DefaultCompactThreshold, Usage: "compact a sealed container once this percentage of it is dead"},
+			&cli.StringFlag{Name: "dedup", Value: backend.DedupUser, Usage: "store the same message once per uid (user), or once in the store (store: less space, " +
+				"but a user can tell from the free space whether anyone holds a message); fixed for the store's life"},
 		},
 		Action: func(c *cli.Context) error {
 			a, err := args(c, "STORE")
 			if err != nil {
 				return err
 			}
-			cfg := backend.Config{MaxContainers: c.Int("max-containers"), CompactThreshold: c.Int("compact-threshold")}
+			cfg := backend.Config{MaxContainers: c.Int("max-containers"), CompactThreshold: c.Int("compact-threshold"), Dedup: c.String("dedup")}
+			if cfg.Dedup != backend.DedupUser && cfg.Dedup != backend.DedupStore {
+				return usagef("--dedup is user or store, not %q", cfg.Dedup)
+			}
 			switch c.String("compression") {
 			case "none":
 			case backend.CompressionZstd:
@@ -394,6 +399,7 @@ func runStats(c *cli.Context) error {
 	fmt.Fprintf(w, "spooled files\t%d\n", st.SpooledFiles)
 	fmt.Fprintf(w, "stored bodies\t%d bytes\t(%d before compression; de-duplication saves %d, compression %d)\n",
 		st.StoredBytes, st.DistinctBytes, st.DedupSavedBytes, st.CompressionSavedBytes)
+	fmt.Fprintf(w, "de-duplication\t%s\t(%s)\n", st.DedupScope, dedupMeaning[st.DedupScope])
 	fmt.Fprintf(w, "containers\t%d\t(%d bytes: %d live, %d dead)\n", len(st.Containers), st.ContainerBytes, st.LiveBytes, st.DeadBytes)
 	for _, ct := range st.Containers {
 		sealed := "active"
@@ -407,6 +413,12 @@ func runStats(c *cli.Context) error {
 			u.Usage.Bytes, limit(u.Quota.Bytes, ""), u.Usage.Messages, limit(u.Quota.Messages, ""))
 	}
 	return w.Flush()
+}
+
+// dedupMeaning says what each de-duplication scope shares, for stats.
+var dedupMeaning = map[string]string{
+	backend.DedupStore: "one copy of a message for the whole store",
+	backend.DedupUser:  "one copy of a message per uid",
 }
 
 func compactCommand() *cli.Command {
