@@ -436,7 +436,7 @@ func (s *Store) readSpool(ino uint64) ([]byte, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	if fi.Size() > s.cfg.MaxMessageSize || fi.Size()+32 > s.cfg.ContainerSize-record.HeaderSize-recordHeaderSize {
+	if s.tooBig(uint64(fi.Size())) {
 		return nil, 0, ErrTooBig
 	}
 	data := make([]byte, fi.Size())
@@ -459,6 +459,14 @@ func (s *Store) payloadOwner(ino uint64) (record.Owner, error) {
 		return err
 	})
 	return s.cfg.owner(uid), err
+}
+
+// tooBig reports whether a message of size bytes is past the store's
+// size limit, or past what a container holds (which Init now makes the
+// same or more, but a store made before may say otherwise).
+func (s *Store) tooBig(size uint64) bool {
+	limit := max(0, min(s.cfg.MaxMessageSize, MaxMessageIn(s.cfg.ContainerSize)))
+	return size > uint64(limit)
 }
 
 // storePayloadLocked appends a payload record unless the same bytes are

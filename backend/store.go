@@ -152,8 +152,8 @@ func Init(dir string, cfg Config) error {
 	if cfg.ContainerSize == 0 {
 		cfg.ContainerSize = DefaultContainerSize
 	}
-	if cfg.MaxMessageSize == 0 {
-		cfg.MaxMessageSize = DefaultMaxMessageSize
+	if err := initMessageSize(&cfg); err != nil {
+		return err
 	}
 	if cfg.Compression != "" && cfg.Compression != CompressionZstd {
 		return fmt.Errorf("backend: compression %q: only %q is known", cfg.Compression, CompressionZstd)
@@ -166,9 +166,6 @@ func Init(dir string, cfg Config) error {
 	}
 	if cfg.CompactThreshold < 0 || cfg.CompactThreshold > 100 {
 		return fmt.Errorf("backend: compaction threshold %d%% is not between 0 and 100", cfg.CompactThreshold)
-	}
-	if cfg.ContainerSize < 64<<10 {
-		return fmt.Errorf("backend: container size %d is below the minimum of 64 KiB", cfg.ContainerSize)
 	}
 	var id [16]byte
 	if _, err := rand.Read(id[:]); err != nil {
@@ -188,6 +185,35 @@ func Init(dir string, cfg Config) error {
 		return err
 	}
 	return s.Close()
+}
+
+// initMessageSize checks that a container holds a message of the maximum
+// size: a larger one could never be sealed. Without a limit of its own, a
+// store whose containers are smaller than DefaultMaxMessageSize gets the
+// largest that fits.
+func initMessageSize(cfg *Config) error {
+	if cfg.ContainerSize < 64<<10 {
+		return fmt.Errorf("backend: container size %d is below the minimum of 64 KiB", cfg.ContainerSize)
+	}
+	fits := MaxMessageIn(cfg.ContainerSize)
+	switch {
+	case cfg.MaxMessageSize == 0:
+		cfg.MaxMessageSize = min(DefaultMaxMessageSize, fits)
+	case cfg.MaxMessageSize > fits:
+		return fmt.Errorf("backend: container size %d cannot hold a message of the maximum size %d: "+
+			"make containers at least %d bytes, or messages at most %d",
+			cfg.ContainerSize, cfg.MaxMessageSize, record.HeaderSize+record.EncodedSize(32+4+int(cfg.MaxMessageSize)), fits)
+	}
+	return nil
+}
+
+// MaxMessageIn is the largest message a container of containerSize bytes
+// holds: what is left after the container header and the payload's
+// record (header, key, and the owner's uid that a store scoping
+// de-duplication per user adds; the body is padded to 8 bytes, which the
+// container's own rounding already leaves room for).
+func MaxMessageIn(containerSize int64) int64 {
+	return (containerSize-record.HeaderSize)&^7 - (record.RecordHeaderSize + 32 + 4)
 }
 
 func writeConfig(dir string, cfg Config) error {

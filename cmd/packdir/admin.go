@@ -25,7 +25,7 @@ func initCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "container-size", Value: "1GiB", Usage: "seal a container at this size"},
 			&cli.IntFlag{Name: "max-containers", Usage: "the store is full at this many containers (0: no limit)"},
-			&cli.StringFlag{Name: "max-message-size", Value: "64MiB", Usage: "refuse larger messages with EFBIG"},
+			&cli.StringFlag{Name: "max-message-size", Value: "64MiB", Usage: "refuse larger messages with EFBIG (at most what a container holds; without this flag, 64MiB or what a container holds if less)"},
 			&cli.StringFlag{Name: "compression", Value: "none", Usage: "none, or zstd: store each message as a zstd frame when that is smaller"},
 			&cli.IntFlag{Name: "compact-threshold", Value: backend.DefaultCompactThreshold, Usage: "compact a sealed container once this percentage of it is dead"},
 			&cli.StringFlag{Name: "dedup", Value: backend.DedupUser, Usage: "store the same message once per uid (user), or once in the store (store: less space, " +
@@ -53,8 +53,11 @@ func initCommand() *cli.Command {
 			if cfg.ContainerSize, err = parseSize("--container-size", c.String("container-size")); err != nil {
 				return err
 			}
-			if cfg.MaxMessageSize, err = parseSize("--max-message-size", c.String("max-message-size")); err != nil {
-				return err
+			// Not given, the store's default: 64MiB, or what a container holds.
+			if c.IsSet("max-message-size") {
+				if cfg.MaxMessageSize, err = parseSize("--max-message-size", c.String("max-message-size")); err != nil {
+					return err
+				}
 			}
 			if cfg.MaxContainers < 0 {
 				return usagef("--max-containers must not be negative")
@@ -63,6 +66,9 @@ func initCommand() *cli.Command {
 				return err
 			}
 			fmt.Printf("created store %s\n", a[0])
+			if fits := backend.MaxMessageIn(cfg.ContainerSize); cfg.MaxMessageSize == 0 && fits < backend.DefaultMaxMessageSize {
+				fmt.Printf("messages of up to %d bytes: what a container of %d bytes holds\n", fits, cfg.ContainerSize)
+			}
 			return nil
 		},
 	}
