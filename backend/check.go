@@ -191,6 +191,7 @@ type indexCounts struct {
 	subdirs map[uint64]uint32 // directory -> child directories seen
 	parent  map[uint64]uint64 // directory -> directory holding it
 	refs    map[[32]byte]uint32
+	spooled map[uint64]bool     // spooled files
 	damaged map[[32]byte]damage // payloads whose record is unreadable
 }
 
@@ -202,7 +203,7 @@ type damage struct {
 
 func (s *Store) checkIndex(x ix, r *Report) error {
 	c := indexCounts{names: map[uint64]uint32{}, subdirs: map[uint64]uint32{}, parent: map[uint64]uint64{}, refs: map[[32]byte]uint32{},
-		damaged: map[[32]byte]damage{}}
+		spooled: map[uint64]bool{}, damaged: map[[32]byte]damage{}}
 	if err := s.checkDirents(x, r, &c); err != nil {
 		return err
 	}
@@ -216,6 +217,9 @@ func (s *Store) checkIndex(x ix, r *Report) error {
 		return err
 	}
 	if err := s.reportDamagedMessages(x, r, &c); err != nil {
+		return err
+	}
+	if err := s.reportUnsealed(x, r, &c); err != nil {
 		return err
 	}
 	return s.checkUsers(x, r)
@@ -269,6 +273,7 @@ func (s *Store) checkInodes(x ix, r *Report, c *indexCounts) error {
 		if n.sealed() {
 			c.refs[n.Payload]++
 		} else if n.isFile() {
+			c.spooled[ino] = true
 			if _, err := os.Stat(s.spoolPath(ino)); err != nil {
 				r.problem("spooled inode %d has no spool file: %v", ino, err)
 			}
@@ -358,6 +363,18 @@ func (s *Store) reportDamagedMessages(x ix, r *Report, c *indexCounts) error {
 		dm := c.damaged[e.payload]
 		r.problem("damaged message %s (inode %d): %s offset %d: %s", pathOf(dirs, e), e.ino,
 			s.files.path(dm.loc.Container), dm.loc.Offset, dm.reason)
+	}
+	return err
+}
+
+// reportUnsealed names every file in new/ or cur/ that is not a sealed
+// message: its bytes are only in its spool file, outside the containers
+// and their checksums, and it escapes the quota and the size limit.
+func (s *Store) reportUnsealed(x ix, r *Report, c *indexCounts) error {
+	files, err := s.unsealedFiles(x, c.spooled)
+	for _, f := range files {
+		r.problem("unsealed message %s (inode %d, %d bytes): written in place but never sealed into a container "+
+			"(the mount's log says why); a rename into new/ or cur/ seals it or says why not", f.Path, f.Ino, f.Size)
 	}
 	return err
 }

@@ -28,6 +28,12 @@ type Stats struct {
 	DeadBytes             uint64           `json:"dead_bytes"` // ops, seals, and payloads no inode holds: what compaction can reclaim
 	Containers            []ContainerStats `json:"containers"`
 	UserSpace             []UserStats      `json:"user_space"`
+
+	// Unsealed are the files in new/ or cur/ that are not sealed
+	// messages: written in place and not sealed yet (a mounted store
+	// seals them within seconds, and at unmount), or whose seal failed.
+	UnsealedFiles int            `json:"unsealed_files"`
+	Unsealed      []UnsealedFile `json:"unsealed"`
 }
 
 // ContainerStats is one container's share of the store.
@@ -54,9 +60,15 @@ func (s *Store) Stats() (Stats, error) {
 		x := ix{tx}
 		st.Users = tx.Bucket(bucketUsers).Stats().KeyN
 		sizes := map[[32]byte]uint64{}
-		if err := countInodes(x, &st, sizes); err != nil {
+		spooled := map[uint64]bool{}
+		if err := countInodes(x, &st, sizes, spooled); err != nil {
 			return err
 		}
+		var err error
+		if st.Unsealed, err = s.unsealedFiles(x, spooled); err != nil {
+			return err
+		}
+		st.UnsealedFiles = len(st.Unsealed)
 		if err := countPayloads(x, &st, sizes); err != nil {
 			return err
 		}
@@ -110,8 +122,8 @@ func countContainers(x ix, st *Stats) error {
 	})
 }
 
-func countInodes(x ix, st *Stats, sizes map[[32]byte]uint64) error {
-	err := x.tx.Bucket(bucketInodes).ForEach(func(_, v []byte) error {
+func countInodes(x ix, st *Stats, sizes map[[32]byte]uint64, spooled map[uint64]bool) error {
+	err := x.tx.Bucket(bucketInodes).ForEach(func(k, v []byte) error {
 		n, err := decodeInode(v)
 		switch {
 		case err != nil:
@@ -122,6 +134,7 @@ func countInodes(x ix, st *Stats, sizes map[[32]byte]uint64) error {
 			sizes[n.Payload] = n.Size
 		case n.isFile():
 			st.SpooledFiles++
+			spooled[inoFromKey(k)] = true
 		}
 		return nil
 	})

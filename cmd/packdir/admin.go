@@ -403,6 +403,7 @@ func runStats(c *cli.Context) error {
 	fmt.Fprintf(w, "folders\t%d\n", st.Folders)
 	fmt.Fprintf(w, "messages\t%d\t(%d bytes, %d distinct bodies)\n", st.Messages, st.MessageBytes, st.Payloads)
 	fmt.Fprintf(w, "spooled files\t%d\n", st.SpooledFiles)
+	fmt.Fprintf(w, "unsealed files in new/ or cur/\t%d\n", st.UnsealedFiles)
 	fmt.Fprintf(w, "stored bodies\t%d bytes\t(%d before compression; de-duplication saves %d, compression %d)\n",
 		st.StoredBytes, st.DistinctBytes, st.DedupSavedBytes, st.CompressionSavedBytes)
 	fmt.Fprintf(w, "de-duplication\t%s\t(%s)\n", st.DedupScope, dedupMeaning[st.DedupScope])
