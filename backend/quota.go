@@ -14,7 +14,9 @@ import (
 // user's quota is its uid's: users sharing a uid share one quota. Spooled
 // files (tmp/, side files) are not counted; a commit into new/ or cur/
 // that would pass a limit fails with ErrQuota, and so does a write to a
-// spooled file once the uid is over (FORMAT.md, `quota` op).
+// spooled file once the uid is over (FORMAT.md, `quota` op), and a write
+// that would take a file written in place in new/ or cur/ past what its
+// seal would be admitted with (AdmitMessage).
 //
 //	usage   u32 uid (BE)   u64 bytes, u64 messages  (kept by apply)
 //	quotas  u32 uid (BE)   u64 bytes, u64 messages  (0: no limit)
@@ -79,7 +81,14 @@ func (x ix) putQuota(uid uint32, q Quota) error {
 
 // admits reports whether uid may own one more message of size bytes.
 func (x ix) admits(uid uint32, size uint64) bool {
+	return x.admitsBeside(uid, size, Usage{})
+}
+
+// admitsBeside is admits with pending counted as used.
+func (x ix) admitsBeside(uid uint32, size uint64, pending Usage) bool {
 	q, u := x.quota(uid), x.usage(uid)
+	u.Bytes += pending.Bytes
+	u.Messages += pending.Messages
 	return (q.Bytes == 0 || u.Bytes+size <= q.Bytes) && (q.Messages == 0 || u.Messages+1 <= q.Messages)
 }
 
@@ -125,6 +134,23 @@ func (s *Store) OverQuota(ino uint64) bool {
 		return nil
 	})
 	return over
+}
+
+// AdmitMessage checks that a message of size bytes that uid owns could
+// be sealed beside pending, the files of uid's that wait to be sealed:
+// ErrTooBig past the store's size limit, ErrQuota past uid's quota. A
+// file written in place in new/ or cur/ is held to it as it grows, so
+// that the write fails, as a delivery would, and not its seal later.
+func (s *Store) AdmitMessage(uid uint32, size uint64, pending Usage) error {
+	if s.tooBig(size) {
+		return fmt.Errorf("%w: %d bytes", ErrTooBig, size)
+	}
+	return s.db.View(func(tx *bolt.Tx) error {
+		if x := (ix{tx}); !x.admitsBeside(uid, size, pending) {
+			return errQuota(uid)
+		}
+		return nil
+	})
 }
 
 // checkUsage recomputes every uid's usage from the inodes.

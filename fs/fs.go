@@ -44,6 +44,11 @@ type FS struct {
 	messages *msgCache
 	// idle are the files waiting for their idle commit (node.idle).
 	idle idleCommits
+	// inPlace counts the files written in place in new/ or cur/ that
+	// wait for their seal, against their owners' quotas.
+	inPlace inPlace
+	// failed are the files whose seal failed, for unmount to try again.
+	failed failedSeals
 	// fileLocks serialize the changes to a file's bytes and its commit
 	// (see fileLock).
 	fileLocks [64]sync.Mutex
@@ -124,11 +129,12 @@ func (f *FS) mountOptions(store *backend.Store, opts Options) *gofs.Options {
 }
 
 // Wait blocks until the filesystem is unmounted and the files changed in
-// new/ or cur/ without a handle are committed.
+// new/ or cur/ without a handle are committed, or logged as not sealed.
 func (f *FS) Wait() {
 	f.server.Wait()
 	f.evict.stop()
 	f.idle.flush()
+	f.resealFailed()
 }
 
 // Unmount asks the kernel to unmount, waiting for open files to close.

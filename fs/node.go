@@ -133,6 +133,9 @@ func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 		l.Lock()
 		defer l.Unlock()
 		defer n.changed()
+		if err := n.admitSize(size); err != nil {
+			return n.errno(err, "setattr", "")
+		}
 	}
 	a, err := n.store().Setattr(n.ino, set)
 	if err != nil {

@@ -68,12 +68,9 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	// Only a rename that delivers a spooled file waits for the disk; a
 	// sealed message renamed (a flag change, a move) is durable within the
 	// sync interval, as DESIGN.md allows, which saves an fsync per flag.
-	var delivered bool
-	if np.isMessageDir() {
-		var errno syscall.Errno
-		if delivered, errno = n.commitChild(name); errno != 0 {
-			return errno
-		}
+	delivered, errno := n.sealIncoming(name, np, newName, bflags == backend.RenameExchange)
+	if errno != 0 {
+		return errno
 	}
 	var pin *pin
 	if bflags != backend.RenameExchange {
@@ -129,24 +126,15 @@ func (n *node) commitChild(name string) (bool, syscall.Errno) {
 		return false, n.errno(err, "rename", name)
 	}
 	if a.Mode&backend.ModeType != backend.ModeRegular || a.Sealed {
-		return false, 0
+		return false, 0 // a flag change or a move: nothing to seal
 	}
-	return true, n.errno(n.store().Commit(a.Ino), "commit", name)
+	delivered, err := n.fsys.seal(a.Ino)
+	return delivered, n.errno(err, "commit", name)
 }
 
 // commit seals this file if it is spooled, and reports whether it was:
-// whether this is a delivery. It holds the file's lock, so that no write
-// (changeSpool) is between reading the spool file and dropping it.
+// whether this is a delivery.
 func (n *node) commit() (bool, syscall.Errno) {
-	l := n.fsys.fileLock(n.ino)
-	l.Lock()
-	defer l.Unlock()
-	a, err := n.store().Getattr(n.ino)
-	if err != nil {
-		return false, n.errno(err, "commit", "")
-	}
-	if a.Mode&backend.ModeType != backend.ModeRegular || a.Sealed {
-		return false, 0
-	}
-	return true, n.errno(n.store().Commit(n.ino), "commit", "")
+	delivered, err := n.fsys.seal(n.ino)
+	return delivered, n.errno(err, "commit", "")
 }

@@ -83,7 +83,7 @@ func (n *node) Write(ctx context.Context, fh gofs.FileHandle, data []byte, off i
 		return 0, errno
 	}
 	var k int
-	errno := n.changeSpool("write", func(f *os.File) error {
+	errno := n.changeSpool("write", growth(uint64(off), uint64(len(data))), func(f *os.File) error {
 		var err error
 		k, err = f.WriteAt(data, off)
 		return err
@@ -93,7 +93,11 @@ func (n *node) Write(ctx context.Context, fh gofs.FileHandle, data []byte, off i
 
 // Allocate is fallocate(2), on the spool file.
 func (n *node) Allocate(ctx context.Context, fh gofs.FileHandle, off, size uint64, mode uint32) syscall.Errno {
-	return n.changeSpool("fallocate", func(f *os.File) error {
+	var end uint64
+	if mode&unix.FALLOC_FL_KEEP_SIZE == 0 {
+		end = growth(off, size)
+	}
+	return n.changeSpool("fallocate", end, func(f *os.File) error {
 		return unix.Fallocate(int(f.Fd()), mode, int64(off), int64(size))
 	})
 }
@@ -109,16 +113,22 @@ func (f *FS) fileLock(ino uint64) *sync.Mutex {
 }
 
 // changeSpool runs change on the file's spool file, spooling a sealed
-// message first, and notes the change. The file's lock, which commit
-// holds too, keeps the file from being sealed, and its spool file
-// dropped, between the two.
-func (n *node) changeSpool(op string, change func(*os.File) error) syscall.Errno {
+// message first, and notes the change; end is the size the change would
+// give the file, if it grows it, which a file in new/ or cur/ is held to
+// (admitGrowth). The file's lock, which seal holds too, keeps the file
+// from being sealed, and its spool file dropped, between the two.
+func (n *node) changeSpool(op string, end uint64, change func(*os.File) error) syscall.Errno {
 	l := n.fsys.fileLock(n.ino)
 	l.Lock()
 	defer l.Unlock()
 	a, err := n.store().Getattr(n.ino)
 	if err == nil && a.Sealed {
-		err = n.store().Spool(n.ino, false)
+		if err = n.store().Spool(n.ino, false); err == nil {
+			defer n.changed() // sealed again once idle, even if the change fails
+		}
+	}
+	if err == nil {
+		err = n.admitGrowth(a, end)
 	}
 	if err != nil {
 		return n.errno(err, op, "")
@@ -263,10 +273,16 @@ func (n *node) idleCommit() {
 	n.commitIdleNow(p)
 }
 
+// commitIdleNow seals the file unless it has left new/ and cur/; a seal
+// that fails is logged and noted (sealFailed), never dropped.
 func (n *node) commitIdleNow(p *pendingCommit) {
 	defer n.fsys.idle.done(n)
-	if n.stillInMessageDir(p) {
-		n.commit()
+	if !n.stillInMessageDir(p) {
+		n.fsys.inPlace.done(n.ino)
+		return
+	}
+	if _, err := n.fsys.seal(n.ino); err != nil {
+		n.fsys.sealFailed(n.ino, p, err)
 	}
 }
 

@@ -36,12 +36,20 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 // so O_TRUNC has nothing to do.
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
 	uid, gid := n.owner(ctx)
+	inMessageDir := n.isMessageDir()
+	if inMessageDir {
+		// A new message, as far as the quota goes, as for a delivery.
+		if err := n.fsys.inPlace.check(n.store(), uid, 0); err != nil {
+			return nil, nil, 0, n.errno(err, "create", name)
+		}
+	}
 	a, err := n.store().Create(n.ino, name, mode, uid, gid)
 	if err != nil {
 		return nil, nil, 0, n.errno(err, "create", name)
 	}
 	child := n.newChild(ctx, a, out)
-	if n.isMessageDir() {
+	if inMessageDir {
+		n.fsys.inPlace.admit(n.store(), a.Ino, a.UID, 0) // checked above
 		c := child.Operations().(*node)
 		c.mu.Lock()
 		c.armIdleLocked(n.ino, name)
