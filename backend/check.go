@@ -226,9 +226,17 @@ func (s *Store) checkIndex(x ix, r *Report) error {
 }
 
 func (s *Store) checkDirents(x ix, r *Report, c *indexCounts) error {
+	hashKey := x.dirHashKey()
 	return x.tx.Bucket(bucketDirents).ForEach(func(k, v []byte) error {
 		r.Dirents++
-		parent, name := inoFromKey(k), string(k[8:])
+		if len(k) <= direntKeyLen {
+			r.problem("directory entry key %x is too short", k)
+			return nil
+		}
+		parent, name := inoFromKey(k), direntName(k)
+		if want := nameCookie(hashKey, name); direntCookie(k) != want {
+			r.problem("entry %q of directory %d is filed under cookie %d, its name's is %d: lookups miss it", name, parent, direntCookie(k), want)
+		}
 		d, err := decodeDirent(v)
 		if err != nil {
 			r.problem("entry %q of directory %d: %v", name, parent, err)
@@ -348,7 +356,7 @@ func (s *Store) reportDamagedMessages(x ix, r *Report, c *indexCounts) error {
 		if err != nil {
 			return nil // reported by checkDirents
 		}
-		e := dirName{parent: inoFromKey(k), name: string(k[8:]), ino: d.Ino}
+		e := dirName{parent: inoFromKey(k), name: direntName(k), ino: d.Ino}
 		if d.Mode&ModeType == ModeDir {
 			dirs[d.Ino] = e
 		} else if n, err := x.inode(d.Ino); err == nil && n.sealed() {

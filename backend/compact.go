@@ -367,7 +367,7 @@ func checkpointState(x ix, emit func(*record.Op) error) error {
 		if err != nil {
 			return err
 		}
-		return emit(&record.Op{Code: record.OpCkptEntry, Parent: inoFromKey(k), Name: string(k[8:]), Ino: d.Ino, Mode: d.Mode})
+		return emit(&record.Op{Code: record.OpCkptEntry, Parent: inoFromKey(k), Name: direntName(k), Ino: d.Ino, Mode: d.Mode})
 	})
 }
 

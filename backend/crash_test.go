@@ -251,7 +251,7 @@ func curState(t *testing.T, s *Store) map[string]string {
 	u, err := s.User("crash")
 	must(t, err)
 	cur := lookup(t, s, u.Ino, "cur")
-	ents, err := s.ReadDir(cur, "", 1<<20)
+	ents, err := s.ReadDir(cur, DirPos{}, 1<<20)
 	must(t, err)
 	out := map[string]string{}
 	for _, e := range ents {

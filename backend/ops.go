@@ -34,8 +34,12 @@ func (a Attr) IsDir() bool { return a.Mode&ModeType == ModeDir }
 // Dirent is one directory entry.
 type Dirent struct {
 	Name string
-	Ino  uint64
-	Mode uint32 // type bits only are meaningful
+	// Cookie is where the entry sorts in its directory, the same for as
+	// long as the name is there: the offset to resume a listing after it
+	// (MinCookie to MaxCookie; two names may share one).
+	Cookie uint64
+	Ino    uint64
+	Mode   uint32 // type bits only are meaningful
 	// Attr is the inode's attributes, read with the name, as Getattr
 	// would return them except that a spooled file's size and mtime are
 	// the index's; Attr.Ino is 0 if the inode is missing (see Check).
@@ -203,10 +207,25 @@ func (s *Store) Lookup(parent uint64, name string) (Attr, error) {
 	return a, s.statSpool(&a)
 }
 
-// ReadDir returns up to max entries of directory dir that sort after the
-// name after ("" for the first), in name order. Each call is its own
-// snapshot, so a directory of any size streams without holding the index.
-func (s *Store) ReadDir(dir uint64, after string, max int) ([]Dirent, error) {
+// Pos is the place in a listing just after e.
+func (e Dirent) Pos() DirPos { return DirPos{Cookie: e.Cookie, Name: e.Name} }
+
+// DirPos is a place in a directory's listing: after the entry Cookie,
+// Name, or, without a Name, after every entry whose cookie is at most
+// Cookie (the zero DirPos is the start). A place stays where it is while
+// entries are made and removed around it, even the entry it names.
+type DirPos struct {
+	Cookie uint64
+	Name   string
+}
+
+// ReadDir returns, in cookie order, up to max entries of directory dir
+// after the place after, and more if the last of them shares its cookie
+// with the next: a page never ends between two entries whose cookie is
+// the same, so that a caller can see them and report an offset that
+// resumes before them both. Each call is its own snapshot, so a directory
+// of any size streams without holding the index.
+func (s *Store) ReadDir(dir uint64, after DirPos, max int) ([]Dirent, error) {
 	var out []Dirent
 	err := s.db.View(func(tx *bolt.Tx) error {
 		x := ix{tx}
@@ -215,16 +234,17 @@ func (s *Store) ReadDir(dir uint64, after string, max int) ([]Dirent, error) {
 		}
 		prefix := inoKey(dir)
 		c := tx.Bucket(bucketDirents).Cursor()
-		k, v := c.Seek(direntKey(dir, after))
-		if after != "" && k != nil && string(k[8:]) == after {
-			k, v = c.Next()
-		}
-		for ; k != nil && bytes.HasPrefix(k, prefix) && len(out) < max; k, v = c.Next() {
+		k, v := seekAfter(c, dir, after)
+		for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			cookie := direntCookie(k)
+			if len(out) >= max && (len(out) == 0 || cookie != out[len(out)-1].Cookie) {
+				break
+			}
 			d, err := decodeDirent(v)
 			if err != nil {
 				return err
 			}
-			e := Dirent{Name: string(k[8:]), Ino: d.Ino, Mode: d.Mode}
+			e := Dirent{Name: direntName(k), Cookie: cookie, Ino: d.Ino, Mode: d.Mode}
 			if n, err := x.inode(d.Ino); err == nil {
 				e.Attr = n.attr(d.Ino)
 			}
@@ -233,6 +253,24 @@ func (s *Store) ReadDir(dir uint64, after string, max int) ([]Dirent, error) {
 		return nil
 	})
 	return out, err
+}
+
+// seekAfter moves c to the first entry of directory dir after the place
+// after and returns its key and value; past dir's entries, or nil, if
+// there is none.
+func seekAfter(c *bolt.Cursor, dir uint64, after DirPos) ([]byte, []byte) {
+	switch {
+	case after.Name != "":
+		at := direntKey(dir, after.Cookie, after.Name)
+		k, v := c.Seek(at)
+		if bytes.Equal(k, at) {
+			return c.Next()
+		}
+		return k, v
+	case after.Cookie >= MaxCookie:
+		return nil, nil // an offset past every cookie: the end
+	}
+	return c.Seek(direntKey(dir, after.Cookie+1, ""))
 }
 
 // Mkdir creates directory name in parent.

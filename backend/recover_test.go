@@ -18,7 +18,7 @@ func listing(t *testing.T, s *Store) string {
 	groups := map[uint64]string{}
 	var walk func(dir uint64, path string)
 	walk = func(dir uint64, path string) {
-		ents, err := s.ReadDir(dir, "", 1<<30)
+		ents, err := s.ReadDir(dir, DirPos{}, 1<<30)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -143,7 +143,7 @@ func countInodes(x ix, st *Stats, sizes map[[32]byte]uint64, spooled map[uint64]
 	}
 	c := x.tx.Bucket(bucketDirents).Cursor()
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		if string(k[8:]) == "cur" {
+		if direntName(k) == "cur" {
 			st.Folders++
 		}
 	}

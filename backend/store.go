@@ -364,7 +364,10 @@ func (s *Store) openIndex() error {
 		return fmt.Errorf("backend: %s is damaged (%v); run 'packdir fsck --rebuild %s'", s.indexPath(), err, s.dir)
 	}
 	s.db = db
-	return s.update(initIndex)
+	if err := s.update(func(tx *bolt.Tx) error { return initIndex(tx, s.storeID) }); err != nil {
+		return err
+	}
+	return s.migrateIndex()
 }
 
 // Close makes everything durable, syncs the index and releases the store.

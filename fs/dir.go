@@ -14,13 +14,20 @@ import (
 // dirPage is how many entries one index read of a directory returns.
 const dirPage = 1024
 
-// dirSeekWindow is how many recent entries a directory handle remembers
-// so that seekdir back to them works without holding the directory.
-const dirSeekWindow = 4 * dirPage
+// Offsets of a listing before its entries; an entry's offset is its
+// cookie (backend.MinCookie and up), after which a listing resumes.
+const (
+	offStart  = 0
+	offDot    = 1
+	offDotDot = 2
+)
 
 // dirHandle streams a directory from the index a page at a time, so that
-// a folder of any size is listed without being held in memory. Offsets
-// count entries from the start ("." is 1, ".." is 2).
+// a folder of any size is listed without being held in memory. Entries
+// come in cookie order and each is reported at its cookie: the kernel
+// resumes a listing, on this handle or another (a cached listing partly
+// reclaimed, a seekdir), after the last entry it took, wherever that is
+// now, so entries made or removed meanwhile move nothing else.
 type dirHandle struct {
 	n  *node
 	mu sync.Mutex
@@ -31,14 +38,11 @@ type dirHandle struct {
 	pageAt uint64
 	next   int    // index into page
 	off    uint64 // offset of the last entry returned
-	done   bool
-
-	recent []recentEntry // last entries returned, for Seekdir
-}
-
-type recentEntry struct {
-	off  uint64
-	name string
+	// after is where the next page starts: after the last entry
+	// returned, by cookie and name, so that two names of one cookie are
+	// both listed.
+	after backend.DirPos
+	done  bool
 }
 
 // OpendirHandle lets the kernel keep the listing it read in its page
@@ -57,10 +61,10 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch d.off {
-	case 0:
-		return d.emit(".", d.n.ino, syscall.S_IFDIR), 0
-	case 1:
-		return d.emit("..", d.parentIno(), syscall.S_IFDIR), 0
+	case offStart:
+		return d.emit(".", d.n.ino, syscall.S_IFDIR, offDot), 0
+	case offDot:
+		return d.emit("..", d.parentIno(), syscall.S_IFDIR, offDotDot), 0
 	}
 	if d.next == len(d.page) && !d.done {
 		if errno := d.fetch(); errno != 0 {
@@ -71,32 +75,33 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 		return nil, 0
 	}
 	e := d.page[d.next]
+	off := entryOffset(d.page, d.next)
 	d.next++
-	return d.emit(e.Name, e.Ino, e.Mode&backend.ModeType), 0
+	d.after = e.Pos()
+	return d.emit(e.Name, e.Ino, e.Mode&backend.ModeType, off), 0
 }
 
-func (d *dirHandle) emit(name string, ino uint64, mode uint32) *fuse.DirEntry {
-	d.remember(name)
-	return &fuse.DirEntry{Name: name, Ino: ino, Mode: mode, Off: d.off}
-}
-
-// remember counts name as returned.
-func (d *dirHandle) remember(name string) {
-	d.off++
-	d.recent = append(d.recent, recentEntry{off: d.off, name: name})
-	if len(d.recent) > dirSeekWindow {
-		d.recent = append(d.recent[:0], d.recent[len(d.recent)-dirSeekWindow/2:]...)
+// entryOffset is the offset reported for page[i]: its cookie, or one
+// less if the next entry has the same cookie (ReadDir never ends a page
+// between them), so that a listing resumed there lists this entry again
+// rather than skip the next. A handle itself resumes by name as well.
+func entryOffset(page []backend.Dirent, i int) uint64 {
+	c := page[i].Cookie
+	if i+1 < len(page) && page[i+1].Cookie == c {
+		return c - 1
 	}
+	return c
+}
+
+func (d *dirHandle) emit(name string, ino uint64, mode uint32, off uint64) *fuse.DirEntry {
+	d.off = off
+	return &fuse.DirEntry{Name: name, Ino: ino, Mode: mode, Off: off}
 }
 
 // fetch reads the next page of entries after the last one returned.
 func (d *dirHandle) fetch() syscall.Errno {
-	after := ""
-	if d.off > 2 && len(d.recent) > 0 {
-		after = d.recent[len(d.recent)-1].name
-	}
 	at := d.n.store().Changes()
-	page, err := d.n.store().ReadDir(d.n.ino, after, dirPage)
+	page, err := d.n.store().ReadDir(d.n.ino, d.after, dirPage)
 	if err != nil {
 		return d.n.errno(err, "readdir", "")
 	}
@@ -113,40 +118,18 @@ func (d *dirHandle) parentIno() uint64 {
 	return d.n.ino
 }
 
-// Seekdir goes to the start, to an entry returned recently, or else to
-// the off-th entry counted from the start. The kernel asks a handle that
-// has read nothing yet for an offset far into the listing when it reads
-// the listing from its cache (OpendirHandle) and finds a page of it
-// reclaimed: it goes on without the cache from where it was.
+// Seekdir goes to the start, to after "." or "..", or to after the
+// entries whose cookie is at most off, with nothing to count: the kernel
+// asks for an offset it was given, on this handle (seekdir) or on one
+// that has read nothing yet (when it reads a listing from its cache,
+// finds a page of it reclaimed and goes on without the cache).
 func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.page, d.next, d.done = nil, 0, false
-	if off <= 2 {
-		d.off = off
-		d.recent = d.recent[:0]
-		return 0
-	}
-	for i, e := range d.recent {
-		if e.off == off {
-			d.off = off
-			d.recent = d.recent[:i+1]
-			return 0
-		}
-	}
-	d.off, d.recent = 2, d.recent[:0]
-	for d.off < off {
-		if d.next == len(d.page) {
-			if d.done {
-				return 0 // fewer entries now than off: at the end
-			}
-			if errno := d.fetch(); errno != 0 {
-				return errno
-			}
-			continue
-		}
-		d.remember(d.page[d.next].Name)
-		d.next++
+	d.off, d.after = off, backend.DirPos{}
+	if off > offDotDot {
+		d.after.Cookie = off
 	}
 	return 0
 }

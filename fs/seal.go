@@ -171,7 +171,7 @@ func (n *node) sealDir(name string) (bool, syscall.Errno) {
 // spooledIn returns the attributes of the spooled files in directory dir.
 func (f *FS) spooledIn(dir uint64) ([]backend.Attr, error) {
 	var files []backend.Attr
-	for after := ""; ; {
+	for after := (backend.DirPos{}); ; {
 		page, err := f.store.ReadDir(dir, after, dirPage)
 		if err != nil {
 			return nil, err
@@ -191,6 +191,6 @@ func (f *FS) spooledIn(dir uint64) ([]backend.Attr, error) {
 		if len(page) < dirPage {
 			return files, nil
 		}
-		after = page[len(page)-1].Name
+		after = page[len(page)-1].Pos()
 	}
 }

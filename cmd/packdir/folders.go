@@ -115,10 +115,10 @@ func (f *folderStats) count(s *backend.Store, dir uint64, isNew bool) error {
 	})
 }
 
-// eachEntry calls fn for every entry of directory dir, in name order,
-// a batch at a time.
+// eachEntry calls fn for every entry of directory dir, in the index's
+// order (by cookie), a batch at a time.
 func eachEntry(s *backend.Store, dir uint64, fn func(backend.Dirent)) error {
-	after := ""
+	var after backend.DirPos
 	for {
 		ents, err := s.ReadDir(dir, after, readDirBatch)
 		if err != nil {
@@ -130,7 +130,7 @@ func eachEntry(s *backend.Store, dir uint64, fn func(backend.Dirent)) error {
 		if len(ents) < readDirBatch {
 			return nil
 		}
-		after = ents[len(ents)-1].Name
+		after = ents[len(ents)-1].Pos()
 	}
 }
 
