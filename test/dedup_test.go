@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,7 +36,6 @@ const (
 // changes only with what packdir writes, mounted for users alice and bob.
 type dedupProbe struct {
 	store, mnt string
-	sideFiles  int // spool files before any delivery
 	m          *harness.Mount
 }
 
@@ -61,11 +62,6 @@ func newDedupProbe(t *testing.T, initArgs ...string) dedupProbe {
 		harness.Run(t, "user", "add", "--uid", id, "--gid", id, name, p.store)
 	}
 	p.m = harness.Start(t, p.store, p.mnt)
-	side, err := os.ReadDir(filepath.Join(p.store, "spool"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.sideFiles = len(side)
 	return p
 }
 
@@ -85,7 +81,7 @@ func (c dedupCost) String() string {
 // deliveries are the same size.
 func (p dedupProbe) deliver(t *testing.T, user string, uid int, name string, data []byte) dedupCost {
 	t.Helper()
-	free0, cont0 := p.space(t)
+	free0, cont0 := p.space(t, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	tmp, dst := filepath.Join(p.mnt, user, "tmp", name), filepath.Join(p.mnt, user, "new", name)
@@ -95,7 +91,11 @@ func (p dedupProbe) deliver(t *testing.T, user string, uid int, name string, dat
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("deliver %s to %s as uid %d: %v\n%s", name, user, uid, err, out)
 	}
-	free1, cont1 := p.space(t)
+	var st unix.Stat_t
+	if err := unix.Stat(dst, &st); err != nil {
+		t.Fatal(err)
+	}
+	free1, cont1 := p.space(t, st.Ino)
 	c := dedupCost{free: free0 - free1, containers: cont1 - cont0}
 	t.Logf("measured: %s delivers %s: %v", user, name, c)
 	return c
@@ -103,30 +103,25 @@ func (p dedupProbe) deliver(t *testing.T, user string, uid int, name string, dat
 
 // space is the free bytes of the store's file system as statfs on the
 // mount reports them, and the bytes of the container files, once the
-// spool file of the last delivery is gone: removed (spool/ holds only the
-// side files of the users' skeletons), which the daemon's sync loop does
-// once the delivery is durable, and closed, which the daemon does when
-// the kernel releases the file, after the writer closed it. Until then
-// its pages still count as used.
-func (p dedupProbe) space(t *testing.T) (free, containers int64) {
+// spool file of inode ino (0: none) is gone: removed, which the daemon's
+// sync loop does once the delivery is durable, and closed, which the
+// daemon does when the kernel releases the file, after the writer closed
+// it. Until then its pages still count as used.
+func (p dedupProbe) space(t *testing.T, ino uint64) (free, containers int64) {
 	t.Helper()
+	spool := filepath.Join(p.store, "spool", fmt.Sprintf("%016x", ino))
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		left, err := os.ReadDir(filepath.Join(p.store, "spool"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, err := os.Lstat(spool)
+		gone := ino == 0 || errors.Is(err, fs.ErrNotExist)
 		open := p.openDeletedSpool(t)
-		if len(left) <= p.sideFiles && open == "" {
+		if gone && open == "" {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("20 s after the delivery: %d spool files, want the %d side files; daemon holds %q", len(left), p.sideFiles, open)
+			t.Fatalf("20 s after the delivery: spool file %s: %v; daemon holds %q", spool, err, open)
 		}
 	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(p.mnt, &st); err != nil {
-		t.Fatal(err)
-	}
+	free = p.settledFree(t)
 	packs, err := filepath.Glob(filepath.Join(p.store, "containers", "*.pack"))
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +133,31 @@ func (p dedupProbe) space(t *testing.T) (free, containers int64) {
 		}
 		containers += fi.Size()
 	}
-	return int64(st.Bfree) * st.Bsize, containers
+	return free, containers
+}
+
+// settledFree is the free space of the store's file system once five
+// readings 20 ms apart agree: the kernel may free the pages of a removed
+// spool file a moment after the daemon closed it.
+func (p dedupProbe) settledFree(t *testing.T) int64 {
+	t.Helper()
+	var last int64 = -1
+	for same, deadline := 0, time.Now().Add(20*time.Second); same < 5; time.Sleep(20 * time.Millisecond) {
+		var st unix.Statfs_t
+		if err := unix.Statfs(p.mnt, &st); err != nil {
+			t.Fatal(err)
+		}
+		free := int64(st.Bfree) * st.Bsize
+		if free == last {
+			same++
+		} else {
+			same, last = 1, free
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the free space of the store's file system did not settle in 20 s")
+		}
+	}
+	return last
 }
 
 // openDeletedSpool is a removed spool file the daemon still holds open,
