@@ -64,7 +64,7 @@ func (s *Store) unsealedFiles(x ix, spooled map[uint64]bool) ([]UnsealedFile, er
 		if err != nil {
 			return nil // Check reports it
 		}
-		e := dirName{parent: inoFromKey(k), name: string(k[8:]), ino: d.Ino}
+		e := dirName{parent: inoFromKey(k), name: direntName(k), ino: d.Ino}
 		if d.Mode&ModeType == ModeDir {
 			dirs[d.Ino] = e
 		} else if spooled[d.Ino] {
