@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/packdir/packdir/backend/disk"
 	"github.com/packdir/packdir/backend/record"
 )
 
@@ -72,6 +74,7 @@ type CompactResult struct {
 type compactCandidate struct {
 	num     uint32
 	written uint64
+	live    uint64
 	hashes  [][32]byte
 }
 
@@ -90,16 +93,14 @@ func (s *Store) Compact(threshold int) (CompactResult, error) {
 	if err != nil || len(cands) == 0 {
 		return res, err
 	}
-	for i := range cands {
-		copied, err := s.copyLive(&cands[i])
-		res.Copied += copied
-		if err != nil {
-			return res, err
-		}
+	// Compaction frees space: on a full disk it may use the reserve.
+	defer s.lendReserve()()
+	if cands, err = s.copyCandidates(cands, &res); err != nil {
+		return res, err
 	}
 	failpoint(fpCompactCopied)
 	start := time.Now()
-	if res.Checkpoint, err = s.writeCheckpoint(); err != nil {
+	if err := s.spare(func() (err error) { res.Checkpoint, err = s.writeCheckpoint(); return err }); err != nil {
 		return res, err
 	}
 	// Writers wait for the store lock while the checkpoint is written.
@@ -125,6 +126,28 @@ func (s *Store) Compact(threshold int) (CompactResult, error) {
 	return res, nil
 }
 
+// copyCandidates copies the live payloads of the candidates, those with
+// the fewest live bytes first, and returns the candidates it copied
+// completely. When the disk fills up, even with the reserve released,
+// it stops there: the candidates copied so far are compacted, and give
+// space back for the rest next time.
+func (s *Store) copyCandidates(cands []compactCandidate, res *CompactResult) ([]compactCandidate, error) {
+	sort.Slice(cands, func(i, j int) bool { return cands[i].live < cands[j].live })
+	for i := range cands {
+		copied, err := s.copyLive(&cands[i])
+		res.Copied += copied
+		if disk.NoSpace(err) && i > 0 {
+			s.log.Warn("the disk is full: compacting only the containers copied so far", "compacted", i, "candidates", len(cands), "err", err)
+			res.SkippedReasons = append(res.SkippedReasons, fmt.Sprintf("the disk is full: %d of %d containers copied", i, len(cands)))
+			return cands[:i], nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return cands, nil
+}
+
 func (s *Store) compactThreshold() int {
 	switch {
 	case s.opts.CompactThreshold > 0:
@@ -148,7 +171,7 @@ func (s *Store) compactCandidates(threshold int) ([]compactCandidate, error) {
 				return err
 			}
 			if (c.Written-c.Live)*100 >= uint64(threshold)*c.Written {
-				cands = append(cands, compactCandidate{num: containerNum(k), written: c.Written})
+				cands = append(cands, compactCandidate{num: containerNum(k), written: c.Written, live: c.Live})
 				dead += c.Written - c.Live
 			}
 			return nil
@@ -235,31 +258,33 @@ func (s *Store) copyBatch(n uint32, batch []pendingCopy) (uint64, error) {
 		return 0, errCompactStopped
 	}
 	var copied uint64
-	err := s.updateLocked(func(x ix) error {
-		copied = 0
-		for _, p := range batch {
-			loc, ok, err := x.payload(p.sum)
-			if err != nil {
-				return err
-			}
-			if !ok || loc.Container != n || loc.Offset != p.off {
-				continue
-			}
-			if loc.Refs == 0 {
-				if s.pinned(p.sum) {
-					continue // read by a holder of an unlinked file: stays where it is
-				}
-				if err := x.tx.Bucket(bucketPayloads).Delete(p.sum[:]); err != nil {
+	err := s.spare(func() error {
+		return s.updateLocked(func(x ix) error {
+			copied = 0
+			for _, p := range batch {
+				loc, ok, err := x.payload(p.sum)
+				if err != nil {
 					return err
 				}
-				continue
+				if !ok || loc.Container != n || loc.Offset != p.off {
+					continue
+				}
+				if loc.Refs == 0 {
+					if s.pinned(p.sum) {
+						continue // read by a holder of an unlinked file: stays where it is
+					}
+					if err := x.tx.Bucket(bucketPayloads).Delete(p.sum[:]); err != nil {
+						return err
+					}
+					continue
+				}
+				if err := s.movePayloadLocked(x, p, loc); err != nil {
+					return err
+				}
+				copied += uint64(record.EncodedSize(len(p.rec.Body)))
 			}
-			if err := s.movePayloadLocked(x, p, loc); err != nil {
-				return err
-			}
-			copied += uint64(record.EncodedSize(len(p.rec.Body)))
-		}
-		return nil
+			return nil
+		})
 	})
 	return copied, err
 }
@@ -382,22 +407,26 @@ func (s *Store) switchAway(cands []compactCandidate, res *CompactResult) ([]comp
 		return nil, errCompactStopped
 	}
 	var deleted []compactCandidate
-	err := s.update(func(tx *bolt.Tx) error {
-		deleted = deleted[:0]
-		x := ix{tx}
-		for _, c := range cands {
-			ok, err := s.forgetLocked(x, c)
-			if err != nil {
-				return err
+	var kept []string
+	err := s.spare(func() error {
+		return s.update(func(tx *bolt.Tx) error {
+			deleted, kept = deleted[:0], kept[:0]
+			x := ix{tx}
+			for _, c := range cands {
+				ok, err := s.forgetLocked(x, c)
+				if err != nil {
+					return err
+				}
+				if ok {
+					deleted = append(deleted, c)
+				} else {
+					kept = append(kept, fmt.Sprintf("container %d still holds a live payload", c.num))
+				}
 			}
-			if ok {
-				deleted = append(deleted, c)
-			} else {
-				res.SkippedReasons = append(res.SkippedReasons, fmt.Sprintf("container %d still holds a live payload", c.num))
-			}
-		}
-		return nil
+			return nil
+		})
 	})
+	res.SkippedReasons = append(res.SkippedReasons, kept...)
 	return deleted, err
 }
 

@@ -307,6 +307,11 @@ func (s *Store) sealLocked(x ix) error {
 	}
 	failpoint(fpSealBeforeIndex)
 	s.active = next
+	// The index grows with the store, and the reserve with the index; if
+	// the disk cannot hold a bigger reserve, new mail gets ENOSPC.
+	if err := s.fillReserve(); err != nil && !s.reserve.lent.Load() {
+		s.log.Warn("the store's reserve is not whole: new mail gets ENOSPC until space is freed", "err", err)
+	}
 	if err := x.putContainer(next.num, containerInfo{Written: uint64(next.size)}); err != nil {
 		return err
 	}

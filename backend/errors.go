@@ -24,7 +24,8 @@ var (
 	ErrNameTooLong = errors.New("backend: name too long")
 	// ErrNotPermitted is returned for hard links to directories.
 	ErrNotPermitted = errors.New("backend: operation not permitted")
-	// ErrNoSpace is returned when the store has reached its container limit.
+	// ErrNoSpace is returned when the store has reached its container limit,
+	// and for new data when its disk is full down to the store's reserve.
 	ErrNoSpace = errors.New("backend: store is full")
 	// ErrQuota is returned when a commit would take a uid past its quota,
 	// and for writes to its spooled files once it is over.

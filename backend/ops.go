@@ -10,6 +10,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/packdir/packdir/backend/disk"
 	"github.com/packdir/packdir/backend/record"
 )
 
@@ -93,16 +94,30 @@ func (s *Store) mutate(build func(x ix) (*record.Op, error)) (*record.Op, error)
 	return op, err
 }
 
+// mutateLocked runs one op; an op that frees or keeps space may use the
+// reserve, any other needs the reserve whole (see reserve.go).
 func (s *Store) mutateLocked(build func(x ix) (*record.Op, error)) (*record.Op, uint64, error) {
 	var op *record.Op
 	var fx effects
-	err := s.updateLocked(func(x ix) error {
-		var err error
-		if op, err = build(x); err != nil {
-			return err
-		}
-		return s.applyLocked(x, op, &fx)
-	})
+	try := func() error {
+		fx = effects{}
+		return s.updateLocked(func(x ix) error {
+			var err error
+			if op, err = build(x); err != nil {
+				return err
+			}
+			if !keepsSpace(op.Code) {
+				if err := s.CheckSpace(); err != nil {
+					return err
+				}
+			}
+			return s.applyLocked(x, op, &fx)
+		})
+	}
+	err := try()
+	if disk.NoSpace(err) && op != nil && keepsSpace(op.Code) && s.releaseReserve() {
+		err = try()
+	}
 	if err != nil {
 		return nil, 0, err
 	}
@@ -121,6 +136,16 @@ func (s *Store) applyLocked(x ix, op *record.Op, fx *effects) error {
 	}
 	_, err := s.appendLocked(x, record.TypeOp, record.AppendOp(nil, op))
 	return err
+}
+
+// keepsSpace reports whether ops with code add no data to the store, only
+// a record to the journal: deleting, moving and flagging mail.
+func keepsSpace(code record.OpCode) bool {
+	switch code {
+	case record.OpUnlink, record.OpRename, record.OpSetattr:
+		return true
+	}
+	return false
 }
 
 func nextIno(x ix) uint64 { return x.metaUint64(keyNextIno) }
@@ -436,6 +461,9 @@ func (s *Store) commitLocked(ino uint64) (uint64, error) {
 	if !s.isSpooled(ino) {
 		return s.seq, nil
 	}
+	if err := s.CheckSpace(); err != nil {
+		return 0, err
+	}
 	data, mtime, err := s.readSpool(ino)
 	if err != nil {
 		return 0, err
@@ -545,6 +573,9 @@ func (s *Store) Spool(ino uint64, truncate bool) error {
 		return nil
 	}
 	if err != nil {
+		return err
+	}
+	if err := s.checkSpaceFor(!truncate); err != nil {
 		return err
 	}
 	if err := s.copyPayloadToSpool(ino, m, truncate); err != nil {

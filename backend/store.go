@@ -18,6 +18,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
+	"github.com/packdir/packdir/backend/disk"
 	"github.com/packdir/packdir/backend/record"
 )
 
@@ -134,6 +135,8 @@ type Store struct {
 
 	// changes counts the starts and ends of index write transactions.
 	changes atomic.Uint64
+
+	reserve reserve
 }
 
 // Exists reports whether dir holds a store.
@@ -298,6 +301,30 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.SyncInterval == 0 {
 		opts.SyncInterval = time.Second
 	}
+	s, err := openStore(dir, cfg, opts)
+	if disk.NoSpace(err) && releaseReserveFile(dir) {
+		// Opening writes the state file and may replay the journal into
+		// the index; on a full disk that is what the reserve is for.
+		opts.Logger.Warn("the disk is full: opening the store with its reserve released", "store", dir)
+		s, err = openStore(dir, cfg, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.loadReserve()
+	if err := s.fillReserve(); err != nil {
+		s.log.Warn("the store's reserve is not whole: new mail gets ENOSPC until space is freed", "err", err)
+	}
+	s.sync.start(s)
+	if opts.AutoCompact {
+		s.startCompactor()
+	}
+	return s, nil
+}
+
+// openStore opens the index and brings it up to date; every step can be
+// run again after it failed, as after a crash.
+func openStore(dir string, cfg Config, opts Options) (*Store, error) {
 	s := &Store{dir: dir, cfg: cfg, opts: opts, log: opts.Logger}
 	if _, err := hex.Decode(s.storeID[:], []byte(cfg.StoreID)); err != nil || len(cfg.StoreID) != 32 {
 		return nil, fmt.Errorf("backend: %s/store.json: bad store id", dir)
@@ -309,10 +336,6 @@ func Open(dir string, opts Options) (*Store, error) {
 			s.db.Close()
 		}
 		return nil, err
-	}
-	s.sync.start(s)
-	if opts.AutoCompact {
-		s.startCompactor()
 	}
 	return s, nil
 }
@@ -394,7 +417,7 @@ func (s *Store) Close() error {
 	}
 	s.files.closeAll()
 	if err == nil {
-		err = writeState(s.dir, state{})
+		err = s.spare(func() error { return writeState(s.dir, state{}) })
 	}
 	return err
 }

@@ -130,6 +130,11 @@ func (n *node) changeSpool(op string, end uint64, change func(*os.File) error) s
 	if err == nil {
 		err = n.admitGrowth(a, end)
 	}
+	if err == nil {
+		// Bytes written to a spool file are new data: they may not take
+		// the store's reserve (ENOSPC before the disk is full).
+		err = n.store().CheckSpace()
+	}
 	if err != nil {
 		return n.errno(err, op, "")
 	}
