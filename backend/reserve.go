@@ -41,15 +41,16 @@ type reserve struct {
 	lent atomic.Bool
 }
 
-// reserveTarget is the size the reserve should have: at least the size of
-// the index, which bounds the checkpoint that compaction must write
-// before it can delete anything.
+// reserveTarget is the size the reserve should have: at least the disk
+// space the index takes, which bounds the checkpoint that compaction
+// must write before it can delete anything. (Not the index's size:
+// bbolt grows the file ahead of its pages, sparsely.)
 func (s *Store) reserveTarget() int64 {
 	fi, err := os.Stat(s.indexPath())
 	if err != nil {
 		return minReserve
 	}
-	return max(minReserve, fi.Size())
+	return max(minReserve, disk.Allocated(fi))
 }
 
 // loadReserve learns how much the reserve file holds.

@@ -45,3 +45,12 @@ func writeZeros(f *os.File, size int64) error {
 
 // NoFollow is the open flag that refuses a symbolic link.
 const NoFollow = unix.O_NOFOLLOW
+
+// Allocated is the disk space a file takes, which for a sparse file (as
+// bbolt grows index.db) is less than its size.
+func Allocated(fi os.FileInfo) int64 {
+	if st, ok := fi.Sys().(*unix.Stat_t); ok {
+		return st.Blocks * 512
+	}
+	return fi.Size()
+}
