@@ -10,7 +10,6 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/packdir/packdir/backend/disk"
 	"github.com/packdir/packdir/backend/record"
 )
 
@@ -136,7 +135,7 @@ func (s *Store) copyCandidates(cands []compactCandidate, res *CompactResult) ([]
 	for i := range cands {
 		copied, err := s.copyLive(&cands[i])
 		res.Copied += copied
-		if disk.NoSpace(err) && i > 0 {
+		if s.retryable(err) && i > 0 {
 			s.log.Warn("the disk is full: compacting only the containers copied so far", "compacted", i, "candidates", len(cands), "err", err)
 			res.SkippedReasons = append(res.SkippedReasons, fmt.Sprintf("the disk is full: %d of %d containers copied", i, len(cands)))
 			return cands[:i], nil

@@ -203,16 +203,22 @@ func (s *Store) updateLocked(fn func(x ix) error) error {
 		// A container was sealed and another started inside the failed
 		// transaction; replay will apply what the journal holds.
 		s.log.Error("index update failed after sealing a container", "container", mark.num, "err", err)
-		return err
+		return journaledError{err}
 	}
 	if terr := s.active.f.Truncate(mark.size); terr != nil {
 		s.log.Error("cannot cut back the journal after a failed index update", "container", mark.num, "offset", mark.size, "err", terr)
-		return err
+		return journaledError{err}
 	}
 	s.seq -= s.active.records - mark.records
 	*s.active = mark
 	return err
 }
+
+// journaledError is a failed index update whose records stay in the
+// journal: trying the op again would journal it twice.
+type journaledError struct{ error }
+
+func (e journaledError) Unwrap() error { return e.error }
 
 // appendLocked appends one record to the active container and records in
 // the index that the journal has been applied up to it. The caller holds

@@ -10,7 +10,6 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/packdir/packdir/backend/disk"
 	"github.com/packdir/packdir/backend/record"
 )
 
@@ -115,7 +114,7 @@ func (s *Store) mutateLocked(build func(x ix) (*record.Op, error)) (*record.Op, 
 		})
 	}
 	err := try()
-	if disk.NoSpace(err) && op != nil && keepsSpace(op.Code) && s.releaseReserve() {
+	if s.retryable(err) && op != nil && keepsSpace(op.Code) && s.releaseReserve() {
 		err = try()
 	}
 	if err != nil {

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -149,10 +150,17 @@ func releaseReserveFile(dir string) bool {
 // it again with the reserve released.
 func (s *Store) spare(fn func() error) error {
 	err := fn()
-	if disk.NoSpace(err) && s.releaseReserve() {
+	if s.retryable(err) && s.releaseReserve() {
 		err = fn()
 	}
 	return err
+}
+
+// retryable reports whether err is a full disk and nothing of the failed
+// attempt stayed in the journal.
+func (s *Store) retryable(err error) bool {
+	var journaled journaledError
+	return disk.NoSpace(err) && !errors.As(err, &journaled)
 }
 
 // lendReserve lets a compaction use the reserve until the returned
