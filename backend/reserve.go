@@ -54,11 +54,12 @@ func (s *Store) reserveTarget() int64 {
 	return max(minReserve, disk.Allocated(fi))
 }
 
-// loadReserve learns how much the reserve file holds.
+// loadReserve learns how much the reserve file holds: the blocks it has,
+// not its size, since a sparse file reserves nothing.
 func (s *Store) loadReserve() {
 	fi, err := os.Lstat(reservePath(s.dir))
 	if err == nil && fi.Mode().IsRegular() {
-		s.reserve.have = fi.Size()
+		s.reserve.have = min(fi.Size(), disk.Allocated(fi))
 	}
 }
 
