@@ -76,13 +76,34 @@ func Mount(store *backend.Store, dir string, opts Options) (*FS, error) {
 	f.root = root
 	f.evict = newEvictor(cmp.Or(opts.MaxInodes, DefaultMaxInodes))
 	mopts := f.mountOptions(store, opts)
-	server, err := gofs.Mount(dir, root, mopts)
+	server, err := serve(dir, root, mopts)
 	if err != nil {
 		f.evict.stop()
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
 	f.server = server
 	return f, nil
+}
+
+// serve mounts root on dir and serves it, as gofs.Mount does, except that
+// a mount that cannot be used is undone. gofs.Mount returns the error of
+// go-fuse's first look into the new mount (it opens a file in the root)
+// with the kernel mount left in place, dead once the process exits; that
+// look fails with EACCES when a user other than root mounts another uid's
+// tree, since the kernel checks permissions (default_permissions).
+func serve(dir string, root gofs.InodeEmbedder, opts *gofs.Options) (*fuse.Server, error) {
+	server, err := fuse.NewServer(gofs.NewNodeFS(root, opts), dir, &opts.MountOptions)
+	if err != nil {
+		return nil, err
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
+		if uerr := server.Unmount(); uerr != nil {
+			return nil, fmt.Errorf("%w; unmounting it again failed too: %v", err, uerr)
+		}
+		return nil, err
+	}
+	return server, nil
 }
 
 // Timeouts for the kernel's caches of names and attributes. Every change

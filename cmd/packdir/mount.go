@@ -89,7 +89,7 @@ func runMount(c *cli.Context) error {
 	defer signal.Stop(sig)
 	f, err := fs.Mount(s, mnt, fs.Options{User: c.String("user"), AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug"), Logger: log, MaxInodes: c.Int("max-inodes")})
 	if err != nil {
-		return err
+		return mountError(err, s, c.String("user"))
 	}
 	log.Info("mounted", "store", storeDir, "mountpoint", mnt, "user", c.String("user"))
 	go unmountOnSignal(sig, f, mnt, log.Info)
@@ -133,6 +133,21 @@ func ensureUser(s *backend.Store, name string, uid, gid uint32) error {
 	}
 	_, err := fs.AddUser(s, name, uid, gid)
 	return err
+}
+
+// mountError explains a mount that failed after the kernel made it (and
+// fs.Mount undid it). Run by a user other than root, the daemon's own
+// first look into the new mount passes the kernel's permission checks
+// (default_permissions), and another uid's tree is closed to it.
+func mountError(err error, s *backend.Store, user string) error {
+	if !errors.Is(err, syscall.EACCES) || user == "" || os.Geteuid() == 0 {
+		return err
+	}
+	u, uerr := s.User(user)
+	if uerr != nil || u.UID == uint32(os.Geteuid()) {
+		return err
+	}
+	return fmt.Errorf("%w: the tree of user %s belongs to uid %d; mount it as root or as uid %d", err, user, u.UID, u.UID)
 }
 
 // checkMountpoint refuses a missing mountpoint, one that is not a
