@@ -142,6 +142,6 @@ func printFolderStats(w io.Writer, folders []folderStats) {
 		if f.BadNames > 0 {
 			bad = fmt.Sprintf("\t(%d names not Maildir)", f.BadNames)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d%s\n", f.User, f.Folder, f.Messages, f.Unseen, f.Flagged, f.Trashed, bad)
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d%s\n", displayName(f.User), displayName(f.Folder), f.Messages, f.Unseen, f.Flagged, f.Trashed, bad)
 	}
 }

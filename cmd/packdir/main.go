@@ -7,6 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
@@ -101,4 +105,31 @@ func openStore(dir string) (*backend.Store, error) {
 		return nil, fmt.Errorf("store %s is in use by a running packdir; unmount it first", dir)
 	}
 	return s, err
+}
+
+// displayName is a name (a folder's, a user's, a file's) as text output
+// prints it: as it is if every character is printable, spaces included,
+// else quoted as a Go string. A newline in a folder name, made through
+// the mount by anyone, would otherwise print as a line of its own that
+// looks like packdir's, and a tab or an escape sequence would shift
+// columns or drive the terminal. A name that starts with a quote is
+// quoted too, so that a quoted name always means an escaped one.
+func displayName(name string) string {
+	if strings.HasPrefix(name, `"`) {
+		return strconv.Quote(name)
+	}
+	for _, r := range name {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return strconv.Quote(name)
+		}
+	}
+	return name
+}
+
+func quoteAll(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = displayName(n)
+	}
+	return out
 }
