@@ -25,8 +25,8 @@ func mountCommand() *cli.Command {
 		ArgsUsage: "STORE MOUNTPOINT",
 		Description: "Creates STORE on first use. With --user, that user's Maildir++ tree is the\n" +
 			"mount root (and the user is created, with folders .Draft .Outbox .Trash, on\n" +
-			"first use); without it the root lists the users. SIGINT or SIGTERM flush,\n" +
-			"unmount and exit 0.\n\n" +
+			"first use); without it the root lists the users. SIGINT, SIGTERM or SIGHUP\n" +
+			"flush, unmount and exit 0.\n\n" +
 			"Examples:\n" +
 			"   packdir mount --user alice /srv/mail/store /home/alice/Maildir\n" +
 			"   packdir mount --durability full /srv/mail/store /srv/mail/users",
@@ -79,13 +79,7 @@ func runMount(c *cli.Context) error {
 		return err
 	}
 	defer stopProfiling()
-	// Until now a signal ends the process, and recovery, which is safe
-	// to interrupt, with it. From the mount on it must unmount: killed
-	// while go-fuse's own first request to the new mount is in flight,
-	// the process would hang in the kernel, waiting for an answer from
-	// itself, with the mount dead.
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	sig := notifyStop()
 	defer signal.Stop(sig)
 	f, err := fs.Mount(s, mnt, fs.Options{User: c.String("user"), AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug"), Logger: log, MaxInodes: c.Int("max-inodes")})
 	if err != nil {
@@ -99,6 +93,22 @@ func runMount(c *cli.Context) error {
 	}
 	log.Info("unmounted", "mountpoint", mnt)
 	return nil
+}
+
+// notifyStop catches the signals that end the daemon. Until it is called
+// a signal ends the process, and recovery, which is safe to interrupt,
+// with it. From the mount on it must unmount: killed while go-fuse's own first
+// request to the new mount is in flight, the process would hang in the
+// kernel, waiting for an answer from itself, with the mount dead. SIGHUP
+// is among them because closing the terminal that runs the daemon sends
+// it. SIGPIPE is ignored for the same case: Go ends a program whose write
+// to a closed stdout or stderr pipe fails (a `| tee` that died with the
+// terminal), and the log line "unmounting" would be that write.
+func notifyStop() chan os.Signal {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Ignore(syscall.SIGPIPE)
+	return sig
 }
 
 func durability(v string) (bool, error) {
