@@ -32,6 +32,7 @@ func TestSpamAssassinCorpusRoundTrip(t *testing.T) {
 	store := filepath.Join(t.TempDir(), "store")
 	mnt := t.TempDir()
 	harness.Run(t, "init", store)
+	harness.Run(t, "user", "add", "tester", store)
 	m := harness.Start(t, store, mnt, "--user", "tester")
 	if out, err := exec.Command("cp", "-a", corpus+"/.", mnt+"/").CombinedOutput(); err != nil {
 		t.Fatalf("cp -a %s/. %s/: %v\n%s", corpus, mnt, err, firstLines(string(out), 20))

@@ -39,6 +39,7 @@ func TestKillUnderLoad(t *testing.T) {
 	store := filepath.Join(t.TempDir(), "store")
 	mnt := t.TempDir()
 	harness.Run(t, "init", "--container-size", "256KiB", store) // seals under load too
+	harness.Run(t, "user", "add", "tester", store)
 	m := harness.Start(t, store, mnt, "--user", "tester")
 	l := &ledger{msgs: map[[32]byte]*crashMsg{}, gone: map[[32]byte]bool{}}
 	for round := 0; round < rounds && !t.Failed(); round++ {

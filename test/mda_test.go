@@ -60,8 +60,8 @@ func mdaMount(t *testing.T) (store, mnt string, m *harness.Mount) {
 	store = filepath.Join(t.TempDir(), "store")
 	mnt = mailUserDir(t)
 	harness.Run(t, "init", store)
-	m = harness.Start(t, store, mnt, "--user", "tester",
-		"--uid", strconv.Itoa(mdaUID), "--gid", strconv.Itoa(mdaGID))
+	harness.Run(t, "user", "add", "--uid", strconv.Itoa(mdaUID), "--gid", strconv.Itoa(mdaGID), "tester", store)
+	m = harness.Start(t, store, mnt, "--user", "tester")
 	return store, mnt, m
 }
 

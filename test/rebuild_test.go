@@ -30,6 +30,7 @@ func TestRebuildFromContainers(t *testing.T) {
 	store := filepath.Join(t.TempDir(), "store")
 	mnt := t.TempDir()
 	harness.Run(t, "init", "--container-size", "256KiB", store) // several containers
+	harness.Run(t, "user", "add", "tester", store)
 	m := harness.Start(t, store, mnt, "--user", "tester")
 	fillThroughMount(t, mnt)
 	before := treeListing(t, mnt)
@@ -284,6 +285,7 @@ func TestRebuildRefusedWhileMounted(t *testing.T) {
 	store := filepath.Join(t.TempDir(), "store")
 	mnt := t.TempDir()
 	harness.Run(t, "init", store)
+	harness.Run(t, "user", "add", "tester", store)
 	harness.Start(t, store, mnt, "--user", "tester")
 	deliverAll(t, mnt, [][]byte{[]byte("Subject: one\n\nbody\n")})
 	stdout, stderr, code := harness.RunExit(t, "fsck", "--rebuild", store)
@@ -304,6 +306,7 @@ func TestRebuildFailureKeepsIndex(t *testing.T) {
 	store := filepath.Join(t.TempDir(), "store")
 	mnt := t.TempDir()
 	harness.Run(t, "init", "--container-size", "64KiB", store)
+	harness.Run(t, "user", "add", "tester", store)
 	m := harness.Start(t, store, mnt, "--user", "tester")
 	msgs := corpusMessages(t, ".easy_ham", 60)
 	names := deliverAll(t, mnt, msgs)

@@ -27,6 +27,8 @@ func TestSignalRightAfterMount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	harness.Run(t, "init", store)
+	harness.Run(t, "user", "add", "alice", store)
 	for i := 0; i < 20; i++ {
 		var out bytes.Buffer
 		cmd := exec.Command(harness.Binary(t), "mount", "--user", "alice", store, mnt)

@@ -44,6 +44,7 @@ func TestCompressedCorpusDeleteHalfCompact(t *testing.T) {
 	store := filepath.Join(t.TempDir(), "store")
 	mnt := t.TempDir()
 	harness.Run(t, "init", "--compression", "zstd", "--container-size", "4MiB", store)
+	harness.Run(t, "user", "add", "tester", store)
 	m := harness.Start(t, store, mnt, "--user", "tester")
 	if out, err := exec.Command("cp", "-a", corpus+"/.", mnt+"/").CombinedOutput(); err != nil {
 		t.Fatalf("cp -a: %v\n%s", err, firstLines(string(out), 20))

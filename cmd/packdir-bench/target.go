@@ -60,7 +60,21 @@ func newPackdir(work, bin string, extra []string) (*target, error) {
 	if err := os.MkdirAll(t.root, 0o700); err != nil {
 		return nil, err
 	}
+	if err := t.provision(); err != nil {
+		return nil, err
+	}
 	return t, t.mount()
+}
+
+// provision creates the store and its user "bench", which packdir mount
+// does not create.
+func (t *target) provision() error {
+	for _, args := range [][]string{{"init", t.store}, {"user", "add", "bench", t.store}} {
+		if out, err := exec.Command(t.bin, args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("packdir %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
 }
 
 // mount starts `packdir mount` and waits until the kernel serves it.

@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
@@ -62,6 +64,9 @@ func initCommand() *cli.Command {
 			if cfg.MaxContainers < 0 {
 				return usagef("--max-containers must not be negative")
 			}
+			if err := checkInitDir(a[0]); err != nil {
+				return err
+			}
 			if err := backend.Init(a[0], cfg); err != nil {
 				return err
 			}
@@ -72,6 +77,26 @@ func initCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// checkInitDir refuses to make a store among other files: a Maildir or a
+// home directory given by mistake (arguments swapped) would get the
+// store's files written among its own. A new directory, an empty one and
+// the root of a new file system (lost+found) are fine.
+func checkInitDir(dir string) error {
+	if backend.Exists(dir) {
+		return fmt.Errorf("%s is a packdir store already", dir)
+	}
+	names, err := dirNames(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("init %s: %w", dir, err)
+	case len(names) > 0:
+		return fmt.Errorf("%s is not empty (%s): a store is made in a new or empty directory", dir, sample(names))
+	}
+	return nil
 }
 
 // parseSize reads a size such as 4096, 64KiB, 256MiB or 1GiB.
@@ -108,8 +133,8 @@ func userCommand() *cli.Command {
 				"Example:\n   packdir user add --uid 1001 --gid 1001 alice /srv/mail/store",
 			OnUsageError: onUsageError,
 			Flags: []cli.Flag{storeFlag,
-				&cli.UintFlag{Name: "uid", Value: uint(os.Getuid()), Usage: "owner of the user's tree"},
-				&cli.UintFlag{Name: "gid", Value: uint(os.Getgid()), Usage: "group of the user's tree"},
+				&cli.Uint64Flag{Name: "uid", Value: uint64(os.Getuid()), Usage: "owner of the user's tree"},
+				&cli.Uint64Flag{Name: "gid", Value: uint64(os.Getgid()), Usage: "group of the user's tree"},
 				quotaBytesFlag(), quotaMessagesFlag(),
 			},
 			Action: userAdd,
@@ -154,20 +179,43 @@ func userAdd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	uid, err := idFlag(c, "uid")
+	if err != nil {
+		return err
+	}
+	gid, err := idFlag(c, "gid")
+	if err != nil {
+		return err
+	}
+	qc, err := parseQuota(c)
+	if err != nil {
+		return err
+	}
 	s, err := openStore(dir)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	u, err := fs.AddUser(s, c.Args().First(), uint32(c.Uint("uid")), uint32(c.Uint("gid")))
+	u, err := fs.AddUser(s, c.Args().First(), uid, gid)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("added user %s (uid %d, gid %d)\n", u.Name, u.UID, u.GID)
-	if c.IsSet("quota-bytes") || c.IsSet("quota-messages") {
-		return setQuota(c, s, u)
+	if qc.empty() {
+		return nil
 	}
-	return nil
+	return qc.apply(s, u)
+}
+
+// idFlag reads --uid or --gid as the kernel keeps ids, in 32 bits: a
+// larger number would wrap to another id. 4294967295 is (uid_t)-1, which
+// chown reads as "leave unchanged", so it is no one's id either.
+func idFlag(c *cli.Context, name string) (uint32, error) {
+	v := c.Uint64(name)
+	if v >= math.MaxUint32 {
+		return 0, usagef("--%s %d is out of range: an id is from 0 to %d", name, v, uint32(math.MaxUint32-1))
+	}
+	return uint32(v), nil
 }
 
 func quotaBytesFlag() cli.Flag {
@@ -182,7 +230,11 @@ func userSet(c *cli.Context) error {
 	if c.NArg() < 1 {
 		return usagef("user set needs a user NAME (see 'packdir user set --help')")
 	}
-	if !c.IsSet("quota-bytes") && !c.IsSet("quota-messages") {
+	qc, err := parseQuota(c)
+	if err != nil {
+		return err
+	}
+	if qc.empty() {
 		return usagef("user set: give --quota-bytes or --quota-messages (see 'packdir user set --help')")
 	}
 	dir, err := storeArg(c, 1)
@@ -198,27 +250,50 @@ func userSet(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return setQuota(c, s, u)
+	return qc.apply(s, u)
 }
 
-// setQuota sets the limits given on the command line, keeping the other.
-func setQuota(c *cli.Context, s *backend.Store, u backend.User) error {
+// quotaChange is the quota limits given on the command line, parsed
+// before the store is opened so that a mistyped one changes nothing (user
+// add used to add the user, then fail on the quota). A nil limit is left
+// as it is.
+type quotaChange struct {
+	bytes, messages *uint64
+}
+
+func parseQuota(c *cli.Context) (quotaChange, error) {
+	var qc quotaChange
+	if c.IsSet("quota-bytes") {
+		var n uint64
+		if v := c.String("quota-bytes"); v != "0" {
+			size, err := parseSize("--quota-bytes", v)
+			if err != nil {
+				return qc, err
+			}
+			n = uint64(size)
+		}
+		qc.bytes = &n
+	}
+	if c.IsSet("quota-messages") {
+		n := c.Uint64("quota-messages")
+		qc.messages = &n
+	}
+	return qc, nil
+}
+
+func (qc quotaChange) empty() bool { return qc.bytes == nil && qc.messages == nil }
+
+// apply sets the limits given, keeping the other.
+func (qc quotaChange) apply(s *backend.Store, u backend.User) error {
 	q, _, err := s.QuotaOf(u.UID)
 	if err != nil {
 		return err
 	}
-	if c.IsSet("quota-bytes") {
-		q.Bytes = 0
-		if v := c.String("quota-bytes"); v != "0" {
-			n, err := parseSize("--quota-bytes", v)
-			if err != nil {
-				return err
-			}
-			q.Bytes = uint64(n)
-		}
+	if qc.bytes != nil {
+		q.Bytes = *qc.bytes
 	}
-	if c.IsSet("quota-messages") {
-		q.Messages = c.Uint64("quota-messages")
+	if qc.messages != nil {
+		q.Messages = *qc.messages
 	}
 	if err := s.SetQuota(u.UID, q); err != nil {
 		return err

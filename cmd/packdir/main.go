@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"unicode"
@@ -98,13 +100,57 @@ func logger() *slog.Logger {
 // openStore opens an existing store for an administrative command.
 func openStore(dir string) (*backend.Store, error) {
 	if !backend.Exists(dir) {
-		return nil, fmt.Errorf("%s is not a packdir store (create one with 'packdir init %s')", dir, dir)
+		return nil, notAStore(dir)
 	}
 	s, err := backend.Open(dir, backend.Options{Logger: logger()})
 	if errors.Is(err, backend.ErrInUse) {
 		return nil, fmt.Errorf("store %s is in use by a running packdir; unmount it first", dir)
 	}
 	return s, err
+}
+
+// notAStore explains why dir, which has no store.json, is no store. No
+// command creates a store but init: a mistyped path given to mount became
+// a new, empty mailbox, and a Maildir given in the store's place got the
+// store's files written among its own. So the hint to run init is given
+// only where init would do what was meant: for a new or empty directory.
+func notAStore(dir string) error {
+	names, err := dirNames(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("%s is not a packdir store: it does not exist (create one with 'packdir init %s')", dir, dir)
+	case err != nil:
+		return fmt.Errorf("%s is not a packdir store: %w", dir, err)
+	case len(names) == 0:
+		return fmt.Errorf("%s is not a packdir store: it is empty (create one with 'packdir init %s')", dir, dir)
+	}
+	return fmt.Errorf("%s is not a packdir store: it holds other files (%s) and no store.json; check the arguments", dir, sample(names))
+}
+
+// dirNames lists directory dir, leaving out lost+found: the root of a new
+// ext4 file system given whole to a store, or to a mount, holds it and
+// counts as empty.
+func dirNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	return slices.DeleteFunc(names, func(n string) bool { return n == "lost+found" }), nil
+}
+
+// sample names the first few of names, for an error message.
+func sample(names []string) string {
+	const most = 3
+	if len(names) <= most {
+		return strings.Join(quoteAll(names), ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(quoteAll(names[:most]), ", "), len(names)-most)
 }
 
 // displayName is a name (a folder's, a user's, a file's) as text output

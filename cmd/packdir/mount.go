@@ -23,18 +23,24 @@ func mountCommand() *cli.Command {
 		Name:      "mount",
 		Usage:     "mount a store as Maildir++ trees (runs in the foreground)",
 		ArgsUsage: "STORE MOUNTPOINT",
-		Description: "Creates STORE on first use. With --user, that user's Maildir++ tree is the\n" +
-			"mount root (and the user is created, with folders .Draft .Outbox .Trash, on\n" +
-			"first use); without it the root lists the users. SIGINT, SIGTERM or SIGHUP\n" +
-			"flush, unmount and exit 0.\n\n" +
+		Description: "STORE must exist ('packdir init' creates it). With --user, that user's\n" +
+			"Maildir++ tree is the mount root ('packdir user add' creates it); without it\n" +
+			"the root lists the users. MOUNTPOINT must be an empty directory unless\n" +
+			"--nonempty is given. SIGINT, SIGTERM or SIGHUP flush, unmount and exit 0.\n\n" +
 			"Examples:\n" +
+			"   packdir init /srv/mail/store\n" +
+			"   packdir user add --uid 1001 --gid 1001 alice /srv/mail/store\n" +
 			"   packdir mount --user alice /srv/mail/store /home/alice/Maildir\n" +
 			"   packdir mount --durability full /srv/mail/store /srv/mail/users",
 		OnUsageError: onUsageError,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "user", Usage: "mount this user's Maildir++ tree as the root"},
-			&cli.UintFlag{Name: "uid", Value: uint(os.Getuid()), Usage: "owner of a user created by this mount"},
-			&cli.UintFlag{Name: "gid", Value: uint(os.Getgid()), Usage: "group of a user created by this mount"},
+			// --uid and --gid were how a mount created its user; they
+			// remain, hidden, to point whoever still gives them to
+			// 'packdir user add'.
+			&cli.StringFlag{Name: "uid", Hidden: true},
+			&cli.StringFlag{Name: "gid", Hidden: true},
+			&cli.BoolFlag{Name: "nonempty", Usage: "mount even if MOUNTPOINT holds files (they are hidden until unmount)"},
 			&cli.BoolFlag{Name: "allow-other", Value: os.Geteuid() == 0,
 				Usage: "let other users reach the mount, with the kernel's permission checks (default: on for root)"},
 			&cli.StringFlag{Name: "durability", Value: "normal",
@@ -48,30 +54,27 @@ func mountCommand() *cli.Command {
 }
 
 func runMount(c *cli.Context) error {
-	a, err := args(c, "STORE", "MOUNTPOINT")
+	storeDir, mnt, full, err := mountArgs(c)
 	if err != nil {
 		return err
 	}
-	storeDir, mnt := a[0], a[1]
-	full, err := durability(c.String("durability"))
-	if err != nil {
+	if err := checkMountpoint(mnt, c.Bool("nonempty")); err != nil {
 		return err
 	}
-	if n := c.Int("max-inodes"); n < 1 {
-		return usagef("--max-inodes is at least 1, not %d", n)
+	if !backend.Exists(storeDir) {
+		return notAStore(storeDir)
 	}
-	if err := checkMountpoint(mnt); err != nil {
+	if err := checkApart(storeDir, mnt); err != nil {
 		return err
 	}
-	s, err := openOrInit(storeDir, full)
+	s, err := openMounted(storeDir, full)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	if user := c.String("user"); user != "" {
-		if err := ensureUser(s, user, uint32(c.Uint("uid")), uint32(c.Uint("gid"))); err != nil {
-			return err
-		}
+	user := c.String("user")
+	if err := checkUser(s, storeDir, user); err != nil {
+		return err
 	}
 	log := logger()
 	stopProfiling, err := startProfiling(c, log)
@@ -81,11 +84,11 @@ func runMount(c *cli.Context) error {
 	defer stopProfiling()
 	sig := notifyStop()
 	defer signal.Stop(sig)
-	f, err := fs.Mount(s, mnt, fs.Options{User: c.String("user"), AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug"), Logger: log, MaxInodes: c.Int("max-inodes")})
+	f, err := fs.Mount(s, mnt, fs.Options{User: user, AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug"), Logger: log, MaxInodes: c.Int("max-inodes")})
 	if err != nil {
-		return mountError(err, s, c.String("user"))
+		return mountError(err, s, user)
 	}
-	log.Info("mounted", "store", storeDir, "mountpoint", mnt, "user", c.String("user"))
+	log.Info("mounted", "store", storeDir, "mountpoint", mnt, "user", user)
 	go unmountOnSignal(sig, f, mnt, log.Info)
 	f.Wait()
 	if err := s.Close(); err != nil {
@@ -93,6 +96,27 @@ func runMount(c *cli.Context) error {
 	}
 	log.Info("unmounted", "mountpoint", mnt)
 	return nil
+}
+
+// mountArgs checks mount's command line before anything is opened.
+func mountArgs(c *cli.Context) (store, mnt string, full bool, err error) {
+	a, err := args(c, "STORE", "MOUNTPOINT")
+	if err != nil {
+		return "", "", false, err
+	}
+	if c.IsSet("uid") || c.IsSet("gid") {
+		return "", "", false, usagef("mount creates no users, so it takes no --uid or --gid: add the user with 'packdir user add --uid N --gid N NAME STORE'")
+	}
+	if full, err = durability(c.String("durability")); err != nil {
+		return "", "", false, err
+	}
+	if n := c.Int("max-inodes"); n < 1 {
+		return "", "", false, usagef("--max-inodes is at least 1, not %d", n)
+	}
+	if err := checkPprofAddr(c.String("pprof")); err != nil {
+		return "", "", false, err
+	}
+	return a[0], a[1], full, nil
 }
 
 // notifyStop catches the signals that end the daemon. Until it is called
@@ -121,12 +145,8 @@ func durability(v string) (bool, error) {
 	return false, usagef("--durability is normal or full, not %q", v)
 }
 
-func openOrInit(dir string, full bool) (*backend.Store, error) {
-	if !backend.Exists(dir) {
-		if err := backend.Init(dir, backend.Config{}); err != nil {
-			return nil, err
-		}
-	}
+// openMounted opens the store to mount.
+func openMounted(dir string, full bool) (*backend.Store, error) {
 	// A mounted store compacts in the background (FORMAT.md, Compaction).
 	s, err := backend.Open(dir, backend.Options{Logger: logger(), SyncAlways: full, AutoCompact: true})
 	if errors.Is(err, backend.ErrInUse) {
@@ -135,13 +155,17 @@ func openOrInit(dir string, full bool) (*backend.Store, error) {
 	return s, err
 }
 
-func ensureUser(s *backend.Store, name string, uid, gid uint32) error {
-	if _, err := s.User(name); err == nil {
+// checkUser refuses a --user the store does not have. A mount used to
+// create it, owned by whoever ran the mount (root, for a daemon): a
+// mistyped name became a new tree owned by root.
+func checkUser(s *backend.Store, store, name string) error {
+	if name == "" {
 		return nil
-	} else if !errors.Is(err, backend.ErrNotFound) {
-		return err
 	}
-	_, err := fs.AddUser(s, name, uid, gid)
+	_, err := s.User(name)
+	if errors.Is(err, backend.ErrNotFound) {
+		return fmt.Errorf("store %s has no user %s (add it with 'packdir user add --uid N --gid N %s %s')", store, name, name, store)
+	}
 	return err
 }
 
@@ -161,8 +185,10 @@ func mountError(err error, s *backend.Store, user string) error {
 }
 
 // checkMountpoint refuses a missing mountpoint, one that is not a
-// directory, and one that something is already mounted on.
-func checkMountpoint(dir string) error {
+// directory, one that something is already mounted on, and, unless
+// nonempty, one that holds files: the mount would hide them (an old
+// Maildir whose mail seems lost, or the wrong directory).
+func checkMountpoint(dir string, nonempty bool) error {
 	fi, err := os.Stat(dir)
 	if err != nil {
 		return fmt.Errorf("mountpoint %s: %w", dir, errors.Unwrap(err))
@@ -179,7 +205,52 @@ func checkMountpoint(dir string) error {
 	} else if mounted {
 		return fmt.Errorf("mountpoint %s is busy: something is already mounted there", dir)
 	}
+	if nonempty {
+		return nil
+	}
+	names, err := dirNames(dir)
+	if err != nil {
+		return fmt.Errorf("mountpoint %s: %w", dir, err)
+	}
+	if len(names) > 0 {
+		return fmt.Errorf("mountpoint %s is not empty (%s): the mount would hide those files; give an empty directory, or --nonempty to mount over them", dir, sample(names))
+	}
 	return nil
+}
+
+// checkApart refuses a mountpoint inside the store and a store inside
+// the mountpoint: the daemon would reach its own files through its own
+// mount, and wait on itself.
+func checkApart(store, mnt string) error {
+	s, err := realPath(store)
+	if err != nil {
+		return err
+	}
+	m, err := realPath(mnt)
+	if err != nil {
+		return err
+	}
+	switch {
+	case within(m, s):
+		return fmt.Errorf("mountpoint %s is inside the store %s; mount it elsewhere", mnt, store)
+	case within(s, m):
+		return fmt.Errorf("store %s is inside the mountpoint %s; mount it elsewhere", store, mnt)
+	}
+	return nil
+}
+
+func realPath(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(abs)
+}
+
+// within reports whether path p is dir or below it.
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 // isMountpoint reports whether dir is a mount point in /proc/self/mountinfo.

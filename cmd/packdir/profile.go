@@ -54,15 +54,28 @@ func startCPUProfile(path string) (func(), error) {
 	}, nil
 }
 
-// servePprof serves the profiling endpoints on a loopback address only:
-// they show the daemon's memory, which holds mail.
-func servePprof(addr string, log *slog.Logger) error {
+// checkPprofAddr refuses an address for --pprof that is not loopback; ""
+// (no --pprof) is fine. mount checks it with the rest of its command line,
+// before the store is opened.
+func checkPprofAddr(addr string) error {
+	if addr == "" {
+		return nil
+	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return usagef("--pprof %s: %v", addr, err)
 	}
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 		return usagef("--pprof %s: give a loopback address such as 127.0.0.1:6060", addr)
+	}
+	return nil
+}
+
+// servePprof serves the profiling endpoints on a loopback address only:
+// they show the daemon's memory, which holds mail.
+func servePprof(addr string, log *slog.Logger) error {
+	if err := checkPprofAddr(addr); err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

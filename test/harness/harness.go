@@ -216,12 +216,46 @@ type Mount struct {
 // FUSE mount. It fails the test if the process exits first, or if no mount
 // appears within 20 seconds. The mount is stopped, and checked for a clean
 // exit, when the test ends.
+//
+// mount creates neither stores nor users. If store does not exist, Start
+// creates it with `packdir init` and adds the user that --user names with
+// `packdir user add`, as scripts/run does. An existing store is left
+// alone: a test that inits its store adds its users itself.
 func Start(t testing.TB, store, dir string, args ...string) *Mount {
 	t.Helper()
+	provision(t, store, args)
 	m := &Mount{Store: store, Dir: dir, args: args, t: t}
 	m.start(t)
 	t.Cleanup(func() { m.Stop(t) })
 	return m
+}
+
+// provision inits store, and adds the user --user names in args, if
+// store does not exist.
+func provision(t testing.TB, store string, args []string) {
+	t.Helper()
+	if _, err := os.Lstat(store); !errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	Run(t, "init", store)
+	if user := userArg(args); user != "" {
+		Run(t, "user", "add", user, store)
+	}
+}
+
+// userArg returns the value of --user (or -user, --user=NAME) in args.
+func userArg(args []string) string {
+	for i, a := range args {
+		switch {
+		case (a == "--user" || a == "-user") && i+1 < len(args):
+			return args[i+1]
+		case strings.HasPrefix(a, "--user="):
+			return strings.TrimPrefix(a, "--user=")
+		case strings.HasPrefix(a, "-user="):
+			return strings.TrimPrefix(a, "-user=")
+		}
+	}
+	return ""
 }
 
 func (m *Mount) start(t testing.TB) {

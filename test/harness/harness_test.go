@@ -71,6 +71,27 @@ func TestParseMountinfo(t *testing.T) {
 	}
 }
 
+// TestUserArg: Start finds the user to add to a new store however the
+// test spells --user.
+func TestUserArg(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--user", "alice"}, "alice"},
+		{[]string{"--durability", "full", "-user", "bob", "--debug"}, "bob"},
+		{[]string{"--user=carol"}, "carol"},
+		{[]string{"-user=dave"}, "dave"},
+		{[]string{"--debug"}, ""},
+		{[]string{"--user"}, ""},
+		{nil, ""},
+	} {
+		if got := userArg(c.args); got != c.want {
+			t.Errorf("userArg(%q) = %q, want %q", c.args, got, c.want)
+		}
+	}
+}
+
 func TestParseMountinfoErrors(t *testing.T) {
 	for _, in := range []string{
 		"36 35 98:0 /mnt1\n",                        // too few fields
