@@ -127,6 +127,10 @@ func notAStore(dir string) error {
 	return fmt.Errorf("%s is not a packdir store: it holds other files (%s) and no store.json; check the arguments", dir, sample(names))
 }
 
+// errNotDir is dirNames's error for a path that is no directory; it reads
+// better than readdirent's.
+var errNotDir = errors.New("not a directory")
+
 // dirNames lists directory dir, leaving out lost+found: the root of a new
 // ext4 file system given whole to a store, or to a mount, holds it and
 // counts as empty.
@@ -136,6 +140,11 @@ func dirNames(dir string) ([]string, error) {
 		return nil, err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.IsDir() {
+		return nil, errNotDir
+	}
 	names, err := f.Readdirnames(-1)
 	if err != nil {
 		return nil, err
