@@ -125,12 +125,17 @@ func mountArgs(c *cli.Context) (store, mnt string, full bool, err error) {
 // request to the new mount is in flight, the process would hang in the
 // kernel, waiting for an answer from itself, with the mount dead. SIGHUP
 // is among them because closing the terminal that runs the daemon sends
-// it. SIGPIPE is ignored for the same case: Go ends a program whose write
-// to a closed stdout or stderr pipe fails (a `| tee` that died with the
-// terminal), and the log line "unmounting" would be that write.
+// it, unless it was ignored when the daemon started (nohup): Notify would
+// undo that. SIGPIPE is ignored for the same case: Go ends a program whose
+// write to a closed stdout or stderr pipe fails (a `| tee` that died with
+// the terminal), and the log line "unmounting" would be that write.
 func notifyStop() chan os.Signal {
+	stops := []os.Signal{syscall.SIGINT, syscall.SIGTERM}
+	if !signal.Ignored(syscall.SIGHUP) {
+		stops = append(stops, syscall.SIGHUP)
+	}
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sig, stops...)
 	signal.Ignore(syscall.SIGPIPE)
 	return sig
 }
