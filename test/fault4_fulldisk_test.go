@@ -39,6 +39,7 @@ func TestFault4FullDisk(t *testing.T) {
 	// Small containers, so that deleted mail fills whole containers that
 	// compaction can drop.
 	harness.Run(t, "init", "--container-size", "1MiB", store)
+	harness.Run(t, "user", "add", "tester", store)
 	m := harness.Start(t, store, mnt, "--user", "tester")
 
 	acked := fillUntilFull(t, mnt)
