@@ -65,11 +65,32 @@ func (y *syncer) stop() {
 // markDurable records that everything up to seq is fsynced.
 func (y *syncer) markDurable(seq uint64) {
 	y.mu.Lock()
-	if seq > y.durable {
-		y.durable = seq
-		y.cond.Broadcast()
-	}
+	y.advanceLocked(seq)
 	y.mu.Unlock()
+}
+
+// advanceLocked raises durable to seq, wakes the waiters, and then wakes
+// background to remove the spool files now due; the caller holds y.mu.
+// The order matters: background reads durable once it wakes, and woken
+// before durable was raised it could read the old value, find nothing
+// due and sleep until the next fsync, which after the last delivery of a
+// burst never comes: the delivered message kept its spool file.
+func (y *syncer) advanceLocked(seq uint64) {
+	if seq <= y.durable {
+		return
+	}
+	y.durable = seq
+	y.cond.Broadcast()
+	y.wakeReaperLocked()
+}
+
+// wakeReaperLocked makes background run removeDroppedSpool soon; one
+// pending wake-up covers any number of calls. The caller holds y.mu.
+func (y *syncer) wakeReaperLocked() {
+	select {
+	case y.reap <- struct{}{}:
+	default:
+	}
 }
 
 // wait blocks until seq is durable, leading an fsync when none is running.
@@ -104,20 +125,14 @@ func (y *syncer) lead(s *Store) {
 	s.mu.Unlock()
 	err := fdatasync(f)
 	failpoint(fpSyncBeforeAck)
-	if err == nil {
-		select {
-		case y.reap <- struct{}{}:
-		default:
-		}
-	}
 
 	y.mu.Lock()
 	y.syncing = false
 	if err != nil {
 		s.log.Error("fsync of the journal failed; no change is acknowledged as durable until the store is mounted again", "container", num, "err", err)
 		y.err = fmt.Errorf("backend: fsync of the journal: %w", err)
-	} else if seq > y.durable {
-		y.durable = seq
+	} else {
+		y.advanceLocked(seq)
 	}
 	y.cond.Broadcast()
 }
@@ -159,6 +174,9 @@ func (s *Store) Sync() error {
 }
 
 // dropSpoolAfter schedules spool files for deletion once seq is durable.
+// If it already is (Release of an orphan whose op an fsync covered since
+// it looked), no later fsync may come to wake background, so it is woken
+// now.
 func (s *Store) dropSpoolAfter(seq uint64, inos []uint64) {
 	if len(inos) == 0 {
 		return
@@ -166,6 +184,9 @@ func (s *Store) dropSpoolAfter(seq uint64, inos []uint64) {
 	s.sync.mu.Lock()
 	for _, ino := range inos {
 		s.sync.dropped = append(s.sync.dropped, droppedSpool{seq: seq, ino: ino})
+	}
+	if seq <= s.sync.durable {
+		s.sync.wakeReaperLocked()
 	}
 	s.sync.mu.Unlock()
 }
