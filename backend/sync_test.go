@@ -170,14 +170,14 @@ func TestTickerMakesOpsDurable(t *testing.T) {
 	}
 }
 
-// TestFault11DeliveredSpoolIsRemoved: the spool file of a delivered
+// TestDeliveredSpoolIsRemoved: the spool file of a delivered
 // message goes once the delivery is durable, with no later op or fsync to
 // prompt it: after the last delivery of a burst nothing else comes. Under
 // load about 1 delivery in 40 kept its spool file (5 MB of the store's
 // disk for a 5 MB message) until the next fsync: the fsync woke the
 // goroutine that removes spool files before raising the durable mark, and
 // when that goroutine looked in between it found nothing due and slept.
-func TestFault11DeliveredSpoolIsRemoved(t *testing.T) {
+func TestDeliveredSpoolIsRemoved(t *testing.T) {
 	t.Run("durable raised after the last look", func(t *testing.T) {
 		// What the race left: the delivery's op is fsynced, the
 		// remover has looked before the mark was raised, and no
