@@ -42,6 +42,10 @@ func (s *Store) Check() (*Report, error) {
 		return nil, ErrClosed
 	}
 	r := &Report{}
+	if s.unclean {
+		r.problem("the store was not closed cleanly (its state file says open) and recovery has not run, so the journal may be ahead of the index: "+
+			"mount it once, or run 'packdir fsck --rebuild %s', then fsck again", s.dir)
+	}
 	if err := s.checkContainers(r); err != nil {
 		return nil, err
 	}
@@ -83,12 +87,14 @@ func (s *Store) checkContainerFiles(x ix, nums []uint32, r *Report) error {
 			r.problem("container %d is on disk but not in the index (%d bytes nothing refers to)", n, s.fileSize(n))
 		case c.Deleted:
 			r.problem("container %d was compacted away but its file is still on disk", n)
+		case s.fileSize(n) < int64(c.Written):
+			r.problem("%v", &CorruptError{Container: n, Offset: s.fileSize(n), Reason: truncatedReason(s.files.path(n), s.fileSize(n), c.Written, s.dir)})
 		}
 	}
 	return x.tx.Bucket(bucketContainers).ForEach(func(k, v []byte) error {
 		c, err := decodeContainerInfo(v)
 		if n := containerNum(k); err == nil && !c.Deleted && !onDisk[n] {
-			r.problem("container %d is in the index but its file is missing", n)
+			r.problem("container %d is in the index but its file %s is missing", n, s.files.path(n))
 		}
 		return nil
 	})
@@ -103,7 +109,7 @@ func (s *Store) fileSize(n uint32) int64 {
 }
 
 func (s *Store) checkContainer(n uint32, r *Report, lastSeq *uint64) error {
-	f, err := os.Open(s.files.path(n))
+	f, err := openFile(s.files.path(n), os.O_RDONLY, 0)
 	if err != nil {
 		return err
 	}
@@ -330,6 +336,11 @@ func (s *Store) checkPayloads(x ix, r *Report, c *indexCounts) error {
 // is this payload.
 func (s *Store) checkPayloadLocation(sum [32]byte, p payloadLoc, r *Report, c *indexCounts) {
 	rec, err := s.readRecord(p.Container, p.Offset, 32+int(p.Length))
+	if err == errContainerGone {
+		r.problem("payload %x: container %d offset %d: the container file is missing", sum[:8], p.Container, p.Offset)
+		c.damaged[sum] = damage{p, "the container file is missing"}
+		return
+	}
 	if err != nil {
 		r.problem("payload %x: %v", sum[:8], err)
 		c.damaged[sum] = damage{p, err.Error()}

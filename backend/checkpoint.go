@@ -84,7 +84,7 @@ func (s *Store) findCheckpoint(nums []uint32) (*rebuildState, error) {
 }
 
 func (s *Store) lastCheckpointIn(n uint32) (*rebuildState, error) {
-	f, err := os.Open(s.files.path(n))
+	f, err := openFile(s.files.path(n), os.O_RDONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("backend: container %d: %w", n, err)
 	}
@@ -124,6 +124,12 @@ func (s *Store) startRebuild(nums []uint32, pos *journalPos) error {
 		r, err := s.findCheckpoint(nums)
 		if err != nil {
 			return err
+		}
+		if r.begin == 0 && nums[0] != 1 {
+			// Compaction deletes containers only after a checkpoint
+			// that stands in for them: without one, they were lost.
+			return fmt.Errorf("%w: containers 1 to %d are not in %s and no checkpoint replaces them; the records in them cannot be recovered",
+				ErrContainerMissing, nums[0]-1, s.files.dir)
 		}
 		s.rebuild = r
 		return s.update(func(tx *bolt.Tx) error {

@@ -201,7 +201,7 @@ type pendingCopy struct {
 // copyLive scans candidate c outside the store lock and copies, in
 // batches, every payload that is still live where the scan found it.
 func (s *Store) copyLive(c *compactCandidate) (uint64, error) {
-	f, err := os.Open(s.files.path(c.num))
+	f, err := openFile(s.files.path(c.num), os.O_RDONLY, 0)
 	if err != nil {
 		return 0, fmt.Errorf("backend: compact container %d: %w", c.num, err)
 	}

@@ -37,9 +37,11 @@ func containerName(n uint32) string { return fmt.Sprintf("%08d.pack", n) }
 
 func (c *containerFiles) path(n uint32) string { return filepath.Join(c.dir, containerName(n)) }
 
-// errContainerGone is returned for a read from a container that
-// compaction has deleted; the caller looks the payload up again.
-var errContainerGone = errors.New("backend: container was compacted away")
+// errContainerGone is returned for a read from a container whose file is
+// not there. Compaction deletes a container only after the index no
+// longer points into it, so the caller looks the payload up again; if the
+// index still points there, the file was lost.
+var errContainerGone = errors.New("backend: container file is missing")
 
 // readAt reads from container n under the read lock, so that compaction
 // cannot close the file in the middle of the read.
@@ -89,7 +91,7 @@ func (c *containerFiles) get(n uint32) (*os.File, error) {
 	if f = c.files[n]; f != nil {
 		return f, nil
 	}
-	f, err := os.Open(c.path(n))
+	f, err := openFile(c.path(n), os.O_RDONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("backend: container %d: %w", n, err)
 	}
@@ -139,6 +141,49 @@ func (c *containerFiles) list() ([]uint32, error) {
 	return nums, nil
 }
 
+// checkContainersPresent refuses to open a store whose index names a
+// container whose file is missing, or shorter than the records the index
+// has in it: mounted, its messages could not be read, and appends to a
+// truncated active container would leave a gap of zeros in the journal.
+func (s *Store) checkContainersPresent() error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketContainers)
+		if b == nil {
+			return nil // a new index
+		}
+		return b.ForEach(func(k, v []byte) error {
+			c, err := decodeContainerInfo(v)
+			if err != nil || c.Deleted {
+				return nil // fsck reports a damaged entry
+			}
+			return s.checkContainerFile(containerNum(k), c)
+		})
+	})
+}
+
+func (s *Store) checkContainerFile(n uint32, c containerInfo) error {
+	path := s.files.path(n)
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("%w: %s (the index has records in it); 'packdir fsck %s' lists the messages it held",
+			ErrContainerMissing, path, s.dir)
+	case err != nil:
+		return fmt.Errorf("backend: %w", err)
+	case fi.Mode()&os.ModeSymlink != 0:
+		return symlinkError(path)
+	case fi.Size() < int64(c.Written):
+		return &CorruptError{Container: n, Offset: fi.Size(), Reason: truncatedReason(path, fi.Size(), c.Written, s.dir)}
+	}
+	return nil
+}
+
+func truncatedReason(path string, size int64, written uint64, dir string) string {
+	return fmt.Sprintf("%s is %d bytes but the index has records in it up to offset %d: the file was truncated; "+
+		"'packdir fsck %s' lists what is lost, 'packdir fsck --rebuild %s' rebuilds the index from what is left",
+		path, size, written, dir, dir)
+}
+
 // containerHeader is the header container n of this store starts with.
 func (s *Store) containerHeader(n uint32) []byte {
 	return record.ContainerHeader{Number: n, StoreID: s.storeID}.Encode()
@@ -149,7 +194,7 @@ func (s *Store) containerHeader(n uint32) []byte {
 // crash could lose.
 func (s *Store) createContainer(n uint32) (*container, error) {
 	path := s.files.path(n)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := openFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("backend: create container %d: %w", n, err)
 	}
@@ -173,7 +218,7 @@ func (s *Store) createContainer(n uint32) (*container, error) {
 
 // openActive opens container n for appending after size bytes.
 func (s *Store) openActive(n uint32, size int64, records uint64) error {
-	f, err := os.OpenFile(s.files.path(n), os.O_RDWR, 0)
+	f, err := openFile(s.files.path(n), os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("backend: container %d: %w", n, err)
 	}
@@ -190,6 +235,9 @@ func (s *Store) openActive(n uint32, size int64, records uint64) error {
 func (s *Store) updateLocked(fn func(x ix) error) error {
 	if s.closed {
 		return ErrClosed
+	}
+	if s.active == nil {
+		return ErrReadOnly
 	}
 	mark := *s.active
 	err := s.update(func(tx *bolt.Tx) error { return fn(ix{tx}) })

@@ -38,6 +38,18 @@ var (
 	ErrFormat = errors.New("backend: unknown store format")
 	// ErrClosed is returned by methods called after Close.
 	ErrClosed = errors.New("backend: store is closed")
+	// ErrSymlink is returned by Open when a file or directory inside the
+	// store is a symbolic link, which packdir never follows.
+	ErrSymlink = errors.New("backend: symbolic link inside the store")
+	// ErrNoConfig is returned by Open and Init for a directory that holds
+	// a store's containers or index but no store.json: the store lost its
+	// identity and limits, and a new ones would not match its containers.
+	ErrNoConfig = errors.New("backend: store.json is missing")
+	// ErrContainerMissing is returned by Open when the index names a
+	// container whose file is not there.
+	ErrContainerMissing = errors.New("backend: container file is missing")
+	// ErrReadOnly is returned for a change to a store opened read-only.
+	ErrReadOnly = errors.New("backend: store is open read-only")
 )
 
 // CorruptError reports damaged bytes in a container, with their location.

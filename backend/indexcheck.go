@@ -19,10 +19,10 @@ import (
 // becomes an error, so that a damaged index is a one-line message
 // pointing to 'packdir fsck --rebuild' rather than a crash.
 func verifyIndexFile(path string) error {
-	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+	if fi, err := os.Lstat(path); err != nil || fi.Mode().IsRegular() && fi.Size() == 0 {
 		return nil // no index yet: bbolt creates it
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 200 * time.Millisecond})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 200 * time.Millisecond, OpenFile: openFile})
 	if err != nil {
 		return err
 	}

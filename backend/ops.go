@@ -317,7 +317,7 @@ func (s *Store) create(parent uint64, name string, mode, uid, gid uint32) (Attr,
 		if mode&ModeType == ModeRegular {
 			// The spool file exists before the op that refers to it.
 			spool = s.spoolPath(op.Ino)
-			f, err := os.OpenFile(spool, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+			f, err := openFile(spool, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 			if err != nil {
 				return nil, fmt.Errorf("backend: %w", err)
 			}
@@ -402,7 +402,7 @@ func (s *Store) Setattr(ino uint64, a SetAttr) (Attr, error) {
 		if err := s.Spool(ino, a.Size == 0); err != nil {
 			return Attr{}, err
 		}
-		if err := os.Truncate(s.spoolPath(ino), int64(a.Size)); err != nil {
+		if err := s.truncateSpool(ino, int64(a.Size)); err != nil {
 			return Attr{}, fmt.Errorf("backend: truncate inode %d: %w", ino, err)
 		}
 	}
@@ -423,6 +423,16 @@ func (s *Store) Setattr(ino uint64, a SetAttr) (Attr, error) {
 		return Attr{}, err
 	}
 	return s.Getattr(ino)
+}
+
+// truncateSpool sets the size of ino's spool file.
+func (s *Store) truncateSpool(ino uint64, size int64) error {
+	f, err := openFile(s.spoolPath(ino), os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(size)
+	return firstErr(err, f.Close())
 }
 
 // chtimesSpool sets the times of a spool file, which are authoritative.
@@ -492,7 +502,7 @@ func (s *Store) commitLocked(ino uint64) (uint64, error) {
 }
 
 func (s *Store) readSpool(ino uint64) ([]byte, int64, error) {
-	f, err := os.Open(s.spoolPath(ino))
+	f, err := openFile(s.spoolPath(ino), os.O_RDONLY, 0)
 	if err != nil {
 		return nil, 0, fmt.Errorf("backend: spool of inode %d: %w", ino, err)
 	}
@@ -636,8 +646,11 @@ func (s *Store) OpenPayload(sum [32]byte) (*Message, error) {
 
 // openLocated reads the payload that locate finds in the index. If
 // compaction moved it and deleted its old container between the lookup
-// and the read, it looks again: the index points at the copy.
+// and the read, it looks again: the index points at the copy. If the
+// index still points into the missing file, the file was lost (deleted by
+// hand, say): that is damage, reported, not retried.
 func (s *Store) openLocated(locate func(x ix) (payloadLoc, [32]byte, error)) (*Message, error) {
+	var last *payloadLoc
 	for {
 		var loc payloadLoc
 		var sum [32]byte
@@ -653,6 +666,11 @@ func (s *Store) openLocated(locate func(x ix) (payloadLoc, [32]byte, error)) (*M
 		if err != errContainerGone {
 			return m, err
 		}
+		if last != nil && *last == loc {
+			return nil, &CorruptError{Container: loc.Container, Offset: loc.Offset,
+				Reason: fmt.Sprintf("%s is missing but the index points into it", s.files.path(loc.Container))}
+		}
+		last = &loc
 	}
 }
 

@@ -100,7 +100,7 @@ func (s *Store) sealFollowUp(x ix, n uint32) error {
 
 // replayContainer applies the records of container n from offset start.
 func (s *Store) replayContainer(n uint32, start int64, isLast bool) (replayed, error) {
-	f, err := os.OpenFile(s.files.path(n), os.O_RDWR, 0)
+	f, err := openFile(s.files.path(n), os.O_RDWR, 0)
 	if err != nil {
 		return replayed{}, fmt.Errorf("backend: container %d: %w", n, err)
 	}

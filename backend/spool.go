@@ -21,7 +21,7 @@ func (s *Store) spoolPath(ino uint64) string {
 // OpenSpool opens the spool file of a spooled inode with flag (os.O_RDONLY,
 // os.O_RDWR, ...). The caller reads and writes it directly.
 func (s *Store) OpenSpool(ino uint64, flag int) (*os.File, error) {
-	f, err := os.OpenFile(s.spoolPath(ino), flag&^(os.O_CREATE|os.O_EXCL|os.O_TRUNC), 0)
+	f, err := openFile(s.spoolPath(ino), flag&^(os.O_CREATE|os.O_EXCL|os.O_TRUNC), 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("backend: spool file of inode %d: %w", ino, ErrNotFound)
 	}
@@ -70,8 +70,12 @@ func (s *Store) removeOrphanSpool() error {
 			if have[ino] {
 				return nil
 			}
-			s.log.Warn("spool file missing after a crash; the file is empty", "ino", ino)
-			return os.WriteFile(s.spoolPath(ino), nil, 0o600)
+			s.log.Warn("spool file missing: recreated it empty, its bytes are lost", "ino", ino, "path", s.spoolPath(ino))
+			f, err := openFile(s.spoolPath(ino), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return err
+			}
+			return f.Close()
 		})
 	})
 }
@@ -81,7 +85,7 @@ func (s *Store) removeOrphanSpool() error {
 func (s *Store) copyPayloadToSpool(ino uint64, m *Message, truncate bool) error {
 	path := s.spoolPath(ino)
 	tmp := path + ".cow"
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := openFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("backend: %w", err)
 	}

@@ -98,6 +98,10 @@ type Options struct {
 	CompactInterval time.Duration
 	// CompactThreshold overrides the store's compaction threshold.
 	CompactThreshold int
+	// ReadOnly opens the index read-only and runs no recovery, so that
+	// not one byte of the store changes (for fsck); the store can only
+	// be read and checked.
+	ReadOnly bool
 }
 
 // Store is an open packdir store. Its methods are safe for concurrent use.
@@ -119,6 +123,10 @@ type Store struct {
 
 	files containerFiles
 	sync  syncer
+
+	// unclean is set, on a store opened read-only, when its state file
+	// says it was not closed: recovery is due and has not run.
+	unclean bool
 
 	// compactMu lets one compaction run at a time.
 	compactMu sync.Mutex
@@ -145,11 +153,31 @@ func Exists(dir string) bool {
 	return err == nil
 }
 
+// LostConfig returns ErrNoConfig, with a one-line message, for a directory
+// that holds a store's index or containers but no store.json, and nil
+// otherwise. Such a store must not be initialized or opened as a new one:
+// a new store id would not match its containers.
+func LostConfig(dir string) error {
+	if Exists(dir) {
+		return nil
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, "containers"))
+	_, err := os.Lstat(filepath.Join(dir, "index.db"))
+	if err != nil && len(entries) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s holds a store's index or containers but no store.json; 'packdir fsck --rebuild %s' recovers it from the container headers",
+		ErrNoConfig, dir, dir)
+}
+
 // Init creates a new, empty store in dir with cfg's limits; zero fields get
 // the defaults.
 func Init(dir string, cfg Config) error {
 	if Exists(dir) {
 		return fmt.Errorf("backend: init %s: %w", dir, ErrExists)
+	}
+	if err := LostConfig(dir); err != nil {
+		return err
 	}
 	cfg.Format = FormatVersion
 	if cfg.ContainerSize == 0 {
@@ -230,7 +258,7 @@ func writeConfig(dir string, cfg Config) error {
 // writeFileSync replaces path atomically and durably.
 func writeFileSync(path string, data []byte) error {
 	tmp := path + ".new"
-	f, err := os.Create(tmp)
+	f, err := openFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
@@ -261,7 +289,10 @@ func syncDir(dir string) error {
 
 func readConfig(dir string) (Config, error) {
 	var cfg Config
-	b, err := os.ReadFile(filepath.Join(dir, "store.json"))
+	if err := LostConfig(dir); err != nil {
+		return cfg, err
+	}
+	b, err := readFile(filepath.Join(dir, "store.json"))
 	if err != nil {
 		return cfg, fmt.Errorf("backend: %s is not a packdir store: %w", dir, err)
 	}
@@ -291,6 +322,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := CheckFailpoints(); err != nil {
 		return nil, err
 	}
+	if err := checkLayout(dir); err != nil {
+		return nil, err
+	}
 	cfg, err := readConfig(dir)
 	if err != nil {
 		return nil, err
@@ -311,6 +345,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.ReadOnly {
+		return s, nil // writes nothing: no reserve, no sync loop, no compaction
+	}
 	s.loadReserve()
 	if err := s.fillReserve(); err != nil {
 		s.log.Warn("the store's reserve is not whole: new mail gets ENOSPC until space is freed", "err", err)
@@ -330,7 +367,11 @@ func openStore(dir string, cfg Config, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("backend: %s/store.json: bad store id", dir)
 	}
 	s.files.dir = filepath.Join(dir, "containers")
-	if err := s.open(); err != nil {
+	open := s.open
+	if opts.ReadOnly {
+		open = s.openReadOnly
+	}
+	if err := open(); err != nil {
 		s.files.closeAll()
 		if s.db != nil {
 			s.db.Close()
@@ -352,7 +393,16 @@ func (s *Store) open() error {
 			return err
 		}
 	}
-	if err := s.openIndex(); err != nil {
+	if err := s.openIndex(false); err != nil {
+		return err
+	}
+	if err := s.checkContainersPresent(); err != nil {
+		return err
+	}
+	if err := s.update(func(tx *bolt.Tx) error { return initIndex(tx, s.storeID) }); err != nil {
+		return err
+	}
+	if err := s.migrateIndex(); err != nil {
 		return err
 	}
 	if err := writeState(s.dir, state{dirty: true, pid: os.Getpid(), bootID: bootID()}); err != nil {
@@ -367,9 +417,39 @@ func (s *Store) open() error {
 	return s.removeOrphanSpool()
 }
 
+// openReadOnly opens the index read-only and runs no recovery: fsck must
+// change no byte of the store. Whether recovery is due is kept for Check
+// to report.
+func (s *Store) openReadOnly() error {
+	st, err := readState(s.dir)
+	if err != nil {
+		return err
+	}
+	s.unclean = st.dirty
+	if _, err := os.Lstat(s.indexPath()); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("backend: %s is missing; 'packdir fsck --rebuild %s' rebuilds it from the containers", s.indexPath(), s.dir)
+	}
+	if err := s.openIndex(true); err != nil {
+		return err
+	}
+	return s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketMeta) == nil {
+			return nil
+		}
+		x := ix{tx}
+		if f := x.format(); f != IndexFormat {
+			// Only a writable open migrates an index.
+			return fmt.Errorf("%w: %s has index format %d, this packdir checks index format %d; mount the store once, which migrates it, or run 'packdir fsck --rebuild %s'",
+				ErrFormat, s.indexPath(), f, IndexFormat, s.dir)
+		}
+		s.seq = x.applied().Seq
+		return nil
+	})
+}
+
 func (s *Store) indexPath() string { return filepath.Join(s.dir, "index.db") }
 
-func (s *Store) openIndex() error {
+func (s *Store) openIndex(readOnly bool) error {
 	err := verifyIndexFile(s.indexPath())
 	var db *bolt.DB
 	if err == nil {
@@ -378,19 +458,21 @@ func (s *Store) openIndex() error {
 			NoSync:         true, // the containers are the journal: see FORMAT.md, write ordering
 			NoFreelistSync: true,
 			FreelistType:   bolt.FreelistMapType,
+			ReadOnly:       readOnly,
+			OpenFile:       openFile,
 		})
 	}
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return fmt.Errorf("%w: %s", ErrInUse, s.dir)
 	}
+	if errors.Is(err, ErrSymlink) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("backend: %s is damaged (%v); run 'packdir fsck --rebuild %s'", s.indexPath(), err, s.dir)
 	}
 	s.db = db
-	if err := s.update(func(tx *bolt.Tx) error { return initIndex(tx, s.storeID) }); err != nil {
-		return err
-	}
-	return s.migrateIndex()
+	return nil
 }
 
 // Close makes everything durable, syncs the index and releases the store.
@@ -401,6 +483,9 @@ func (s *Store) Close() error {
 		return ErrClosed
 	}
 	s.mu.Unlock()
+	if s.opts.ReadOnly {
+		return s.closeReadOnly()
+	}
 	s.stopCompactor()
 	err := s.Sync()
 	s.sync.stop()
@@ -422,6 +507,16 @@ func (s *Store) Close() error {
 	return err
 }
 
+// closeReadOnly closes a store opened read-only, writing nothing.
+func (s *Store) closeReadOnly() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	err := s.db.Close()
+	s.files.closeAll()
+	return err
+}
+
 // Dir is the store's directory.
 func (s *Store) Dir() string { return s.dir }
 
@@ -437,7 +532,7 @@ type state struct {
 }
 
 func readState(dir string) (state, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "state"))
+	b, err := readFile(filepath.Join(dir, "state"))
 	if errors.Is(err, os.ErrNotExist) {
 		return state{}, nil
 	}

@@ -349,36 +349,100 @@ func fsckCommand() *cli.Command {
 	}
 }
 
+// runFsck checks the store. Without --rebuild it opens the store
+// read-only and changes no byte of it (not even by recovery: a store that
+// was not closed cleanly is reported as such). With --rebuild it repairs
+// what it can, says what it did, and says what it could not recover.
 func runFsck(c *cli.Context) error {
 	a, err := args(c, "STORE")
 	if err != nil {
 		return err
 	}
-	old := ""
-	if c.Bool("rebuild") {
-		if old, err = setIndexAside(a[0]); err != nil {
+	if !c.Bool("rebuild") {
+		s, err := openStoreWith(a[0], backend.Options{Logger: logger(), ReadOnly: true})
+		if err != nil {
 			return err
 		}
+		defer s.Close()
+		return check(s, a[0])
 	}
-	s, err := openStore(a[0])
+	return rebuild(a[0])
+}
+
+// rebuild recreates store.json if it is lost, then the index from the
+// containers, checks the result, and reports as problems what the old
+// index had that the new one has not.
+func rebuild(dir string) error {
+	if err := recoverConfig(dir); err != nil {
+		return err
+	}
+	missing, err := backend.Unrecoverable(dir, filepath.Join(dir, "index.db"))
+	if err != nil {
+		fmt.Printf("cannot tell from the old index what is lost: %v\n", err)
+	}
+	for _, m := range missing {
+		fmt.Println("cannot recover:", m)
+	}
+	old, err := setIndexAside(dir)
+	if err != nil {
+		return err
+	}
+	s, err := openStore(dir)
 	if err != nil {
 		if old != "" {
-			restoreIndex(a[0], old)
+			restoreIndex(dir, old)
 		}
 		return err
 	}
 	defer s.Close()
+	var lost []string
+	for _, m := range missing {
+		lost = append(lost, "not recovered: "+m)
+	}
+	if old != "" {
+		paths, err := s.NotRecovered(old)
+		if err != nil {
+			fmt.Printf("cannot tell from the old index what is lost: %v\n", err)
+		}
+		for _, p := range paths {
+			lost = append(lost, "not recovered: "+p+" (in the old index, not in the containers)")
+		}
+	}
+	return check(s, dir, lost...)
+}
+
+// recoverConfig writes store.json from the container headers if it is lost.
+func recoverConfig(dir string) error {
+	if backend.LostConfig(dir) == nil {
+		return nil
+	}
+	cfg, notes, err := backend.RecoverConfig(dir)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("store.json was missing: wrote a new one with store id %s from the container headers; the headers hold no limits, so these are set:\n", cfg.StoreID)
+	for _, n := range notes {
+		fmt.Println("  " + n)
+	}
+	fmt.Printf("edit %s if the store had others\n", filepath.Join(dir, "store.json"))
+	return nil
+}
+
+// check runs fsck's checks and prints the report, with more problems
+// found by the caller.
+func check(s *backend.Store, dir string, more ...string) error {
 	r, err := s.Check()
 	if err != nil {
 		return err
 	}
+	r.Problems = append(r.Problems, more...)
 	fmt.Printf("checked %d containers: %d records (%d payloads, %d ops), %d bytes\n", r.Containers, r.Records, r.Payloads, r.Ops, r.Bytes)
 	fmt.Printf("checked index: %d inodes, %d names\n", r.Inodes, r.Dirents)
 	for _, p := range r.Problems {
 		fmt.Println("problem:", p)
 	}
 	if !r.OK() {
-		return fmt.Errorf("%s: %d problems found", a[0], len(r.Problems))
+		return fmt.Errorf("%s: %d problems found", dir, len(r.Problems))
 	}
 	fmt.Println("no problems found")
 	return nil

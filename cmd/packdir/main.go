@@ -99,10 +99,17 @@ func logger() *slog.Logger {
 
 // openStore opens an existing store for an administrative command.
 func openStore(dir string) (*backend.Store, error) {
+	return openStoreWith(dir, backend.Options{Logger: logger()})
+}
+
+func openStoreWith(dir string, opts backend.Options) (*backend.Store, error) {
+	if err := backend.LostConfig(dir); err != nil {
+		return nil, err
+	}
 	if !backend.Exists(dir) {
 		return nil, notAStore(dir)
 	}
-	s, err := backend.Open(dir, backend.Options{Logger: logger()})
+	s, err := backend.Open(dir, opts)
 	if errors.Is(err, backend.ErrInUse) {
 		return nil, fmt.Errorf("store %s is in use by a running packdir; unmount it first", dir)
 	}

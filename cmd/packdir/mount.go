@@ -89,8 +89,10 @@ func runMount(c *cli.Context) error {
 		return mountError(err, s, user)
 	}
 	log.Info("mounted", "store", storeDir, "mountpoint", mnt, "user", user)
-	go unmountOnSignal(sig, f, mnt, log.Info)
+	served := make(chan struct{})
+	go unmountOnSignal(sig, f, mnt, log.Info, served)
 	f.Wait()
+	close(served)
 	if err := s.Close(); err != nil {
 		return fmt.Errorf("close store %s: %w", storeDir, err)
 	}
@@ -294,17 +296,45 @@ func unescapeMountinfo(s string) string {
 
 // unmountOnSignal unmounts on the first signal from sig. If files are
 // still open the mount is detached, and served until the last one closes.
-func unmountOnSignal(sig <-chan os.Signal, f *fs.FS, mnt string, info func(string, ...any)) {
+func unmountOnSignal(sig <-chan os.Signal, f *fs.FS, mnt string, info func(string, ...any), served <-chan struct{}) {
 	s := <-sig
 	info("unmounting", "signal", s.String(), "mountpoint", mnt)
-	for i := 0; i < 10; i++ {
-		if err := f.Unmount(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	if unmounted(f) {
+		exitIfStuck(served, info)
+		return
 	}
 	info("mountpoint busy; detaching it", "mountpoint", mnt)
 	if err := unix.Unmount(mnt, unix.MNT_DETACH); err != nil {
 		info("detach failed", "err", err)
+	}
+}
+
+// unmounted tries to unmount f for a second.
+func unmounted(f *fs.FS) bool {
+	for i := 0; i < 10; i++ {
+		if err := f.Unmount(); err == nil {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return false
+}
+
+// stuckAfterUnmount is how long a request may still run once the
+// mount is gone before the process gives up on it.
+const stuckAfterUnmount = 10 * time.Second
+
+// exitIfStuck ends the process if a request still runs long after a
+// signal unmounted the mount: SIGTERM must always end the daemon. A
+// request that never returns would keep it alive, and the store open,
+// forever. Exiting without closing the store is safe: the next open
+// recovers, as after kill -9. A detached mount with files still open is
+// served on: only the kernel knows when its last file closes.
+func exitIfStuck(served <-chan struct{}, info func(string, ...any)) {
+	select {
+	case <-served:
+	case <-time.After(stuckAfterUnmount):
+		info("a request is still running after the unmount; exiting without closing the store (the next mount recovers it)")
+		os.Exit(1)
 	}
 }

@@ -1,0 +1,70 @@
+package backend
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// Every file of a store is opened through openFile, and Open checks the
+// store's own entries with checkLayout, so that a symbolic link planted
+// inside a store (index.db, a container, spool/) is refused instead of
+// followed: the daemon would read, create or append to a file elsewhere,
+// with its own privileges. The store directory itself may be a link; it
+// is what the administrator names.
+//
+// This is the one file of backend that names syscall flags: os has no
+// O_NOFOLLOW.
+
+// openFile is os.OpenFile that does not follow a symbolic link at path.
+func openFile(path string, flag int, perm os.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW, perm)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, symlinkError(path)
+	}
+	return f, err
+}
+
+func symlinkError(path string) error {
+	return fmt.Errorf("%w: %s; packdir follows no link inside a store (put the file itself there)", ErrSymlink, path)
+}
+
+// storeEntries are the names a store directory holds, and whether each is
+// a directory.
+var storeEntries = []struct {
+	name string
+	dir  bool
+}{{"store.json", false}, {"index.db", false}, {"state", false}, {"containers", true}, {"spool", true}}
+
+// checkLayout refuses a store whose own entries are symbolic links or of
+// the wrong type. Missing entries are left to the code that needs them.
+func checkLayout(dir string) error {
+	for _, e := range storeEntries {
+		path := filepath.Join(dir, e.name)
+		fi, err := os.Lstat(path)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			continue
+		case err != nil:
+			return fmt.Errorf("backend: %w", err)
+		case fi.Mode()&os.ModeSymlink != 0:
+			return symlinkError(path)
+		case fi.IsDir() != e.dir:
+			return fmt.Errorf("backend: %s is not a %s", path, map[bool]string{true: "directory", false: "regular file"}[e.dir])
+		}
+	}
+	return nil
+}
+
+// readFile is os.ReadFile through openFile.
+func readFile(path string) ([]byte, error) {
+	f, err := openFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
