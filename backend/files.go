@@ -68,3 +68,18 @@ func readFile(path string) ([]byte, error) {
 	defer f.Close()
 	return io.ReadAll(f)
 }
+
+// stillLinked returns an error if open file f, the active container, has
+// no name any more (deleted by hand while the store is open): what is
+// appended to it would vanish when it is closed, so no append to it may
+// be acknowledged as durable.
+func stillLinked(f *os.File, path string) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink == 0 {
+		return fmt.Errorf("%w: %s was deleted while open", ErrContainerMissing, path)
+	}
+	return nil
+}

@@ -124,6 +124,9 @@ func (y *syncer) lead(s *Store) {
 	seq, num, f := s.seq, s.active.num, s.active.f
 	s.mu.Unlock()
 	err := fdatasync(f)
+	if err == nil {
+		err = stillLinked(f, s.files.path(num))
+	}
 	failpoint(fpSyncBeforeAck)
 
 	y.mu.Lock()

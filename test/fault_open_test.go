@@ -214,6 +214,25 @@ func TestFault1MissingContainer(t *testing.T) {
 
 	out := openFaultMountRefused(t, store, mnt, "--user", "tester")
 	openFaultOneLine(t, "mount of a store missing a container", out, cs[0], "packdir fsck")
+
+	// The active container removed under a running mount: a delivery
+	// into its unlinked file would vanish at unmount, so it must fail.
+	store, mnt, m = openFaultStore(t, 1)
+	cs = openFaultContainers(t, store)
+	if err := os.Remove(cs[len(cs)-1]); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(mnt, "tmp", "late")
+	if err := os.WriteFile(tmp, []byte(openFaultBody("late")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(mnt, "new", "late")); !errors.Is(err, syscall.EIO) {
+		t.Errorf("delivery into a removed active container: %v, want EIO", err)
+	}
+	m.Kill(t) // its store cannot be closed cleanly
+	if out := m.Output(); !strings.Contains(out, "was deleted while open") {
+		t.Errorf("no log line says the active container was deleted; output:\n%s", out)
+	}
 }
 
 // TestFault1FsckMissingContainer: fsck calls a lost container missing
