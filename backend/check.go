@@ -288,8 +288,10 @@ func (s *Store) checkInodes(x ix, r *Report, c *indexCounts) error {
 			c.refs[n.Payload]++
 		} else if n.isFile() {
 			c.spooled[ino] = true
-			if _, err := os.Stat(s.spoolPath(ino)); err != nil {
+			if fi, err := os.Lstat(s.spoolPath(ino)); err != nil {
 				r.problem("spooled inode %d has no spool file: %v", ino, err)
+			} else if !fi.Mode().IsRegular() {
+				r.problem("the spool file of inode %d, %s, is not a regular file (%v)", ino, s.spoolPath(ino), fi.Mode().Type())
 			}
 		}
 		return nil

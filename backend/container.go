@@ -172,6 +172,8 @@ func (s *Store) checkContainerFile(n uint32, c containerInfo) error {
 		return fmt.Errorf("backend: %w", err)
 	case fi.Mode()&os.ModeSymlink != 0:
 		return symlinkError(path)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("backend: %s is not a regular file", path)
 	case fi.Size() < int64(c.Written):
 		return &CorruptError{Container: n, Offset: fi.Size(), Reason: truncatedReason(path, fi.Size(), c.Written, s.dir)}
 	}

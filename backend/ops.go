@@ -178,7 +178,7 @@ func (s *Store) statSpool(a *Attr) error {
 	if a.Sealed || a.Mode&ModeType != ModeRegular {
 		return nil
 	}
-	fi, err := os.Stat(s.spoolPath(a.Ino))
+	fi, err := os.Lstat(s.spoolPath(a.Ino)) // a link planted in spool/ is not followed
 	if os.IsNotExist(err) {
 		return nil // dropped meanwhile: the index's record is the last word
 	}

@@ -50,6 +50,7 @@ func (s *Store) removeOrphanSpool() error {
 		return fmt.Errorf("backend: %w", err)
 	}
 	have := map[uint64]bool{}
+	removed := 0
 	for _, e := range entries {
 		ino, err := strconv.ParseUint(e.Name(), 16, 64)
 		if err == nil && len(e.Name()) == 16 && s.isSpooled(ino) {
@@ -59,6 +60,10 @@ func (s *Store) removeOrphanSpool() error {
 		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
 			return fmt.Errorf("backend: %w", err)
 		}
+		removed++
+	}
+	if removed > 0 {
+		s.log.Info("removed spool files that no file refers to (left by a crash)", "files", removed)
 	}
 	return s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketInodes).ForEach(func(k, v []byte) error {
