@@ -120,6 +120,7 @@ var keyRebuild = []byte("rebuild")
 // takes up the one a crashed rebuild chose; a complete index has none.
 func (s *Store) startRebuild(nums []uint32, pos *journalPos) error {
 	if pos.Container == 0 {
+		s.log.Info("the index is new or empty: rebuilding it from the containers", "store", s.dir, "containers", len(nums))
 		*pos = journalPos{Container: nums[0], End: record.HeaderSize}
 		r, err := s.findCheckpoint(nums)
 		if err != nil {
