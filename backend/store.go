@@ -297,7 +297,7 @@ func readConfig(dir string) (Config, error) {
 		return cfg, fmt.Errorf("backend: %s is not a packdir store: %w", dir, err)
 	}
 	if err := json.Unmarshal(b, &cfg); err != nil {
-		return cfg, fmt.Errorf("backend: %s/store.json: %w", dir, err)
+		return cfg, fmt.Errorf("backend: %s/store.json is damaged (%v); move it aside and run 'packdir fsck --rebuild %s' to recover it from the container headers", dir, err, dir)
 	}
 	if cfg.Format != FormatVersion {
 		return cfg, fmt.Errorf("%w: %s has format %d, this packdir reads format %d", ErrFormat, dir, cfg.Format, FormatVersion)
