@@ -416,6 +416,13 @@ func recoverConfig(dir string) error {
 	if backend.LostConfig(dir) == nil {
 		return nil
 	}
+	release, err := lockIndex(dir)
+	if err != nil {
+		return err
+	}
+	if release != nil {
+		defer release()
+	}
 	cfg, notes, err := backend.RecoverConfig(dir)
 	if err != nil {
 		return err
@@ -458,23 +465,34 @@ func setIndexAside(dir string) (string, error) {
 		return "", fmt.Errorf("%s is not a packdir store", dir)
 	}
 	idx := filepath.Join(dir, "index.db")
-	f, err := os.Open(idx)
-	if os.IsNotExist(err) {
-		return "", nil
-	}
-	if err != nil {
+	release, err := lockIndex(dir)
+	if err != nil || release == nil {
 		return "", err
 	}
-	defer f.Close() // holds the lock until the index is out of the way
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		return "", fmt.Errorf("store %s is in use by a running packdir; unmount it first", dir)
-	}
+	defer release() // holds the lock until the index is out of the way
 	old := fmt.Sprintf("%s.old-%s", idx, time.Now().Format("20060102T150405"))
 	if err := os.Rename(idx, old); err != nil {
 		return "", err
 	}
 	fmt.Printf("moved the index to %s; rebuilding it from the containers\n", old)
 	return old, nil
+}
+
+// lockIndex takes bbolt's lock on index.db, which a running packdir
+// holds, and returns its release; nil, nil if there is no index.
+func lockIndex(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "index.db"), os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("store %s is in use by a running packdir; unmount it first", dir)
+	}
+	return func() { f.Close() }, nil
 }
 
 // restoreIndex puts the index set aside back after a failed rebuild, so
