@@ -1,9 +1,11 @@
 package backend
 
 import (
+	"bufio"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -32,8 +34,10 @@ func RecoverConfig(dir string) (Config, []string, error) {
 	if err != nil {
 		return Config{}, nil, err
 	}
+	files := &containerFiles{dir: filepath.Join(dir, "containers")}
 	cfg := Config{Format: FormatVersion, StoreID: hex.EncodeToString(id[:]),
-		ContainerSize: max(DefaultContainerSize, largest), MaxMessageSize: DefaultMaxMessageSize}
+		ContainerSize: max(DefaultContainerSize, largest), MaxMessageSize: DefaultMaxMessageSize,
+		Dedup: dedupFromRecords(files, largest)}
 	if err := writeConfig(dir, cfg); err != nil {
 		return Config{}, nil, fmt.Errorf("backend: %w", err)
 	}
@@ -43,8 +47,39 @@ func RecoverConfig(dir string) (Config, []string, error) {
 		"max_containers 0, no limit (the default)",
 		fmt.Sprintf("compact_threshold %d (the default)", DefaultCompactThreshold),
 		"compression none for new messages (the default; compressed messages stay readable)",
+		fmt.Sprintf("dedup %s (from the payload records, which say whether their keys hold their owner's uid)", cfg.Dedup),
 	}
 	return cfg, notes, nil
+}
+
+// dedupFromRecords tells a store's de-duplication scope from its payload
+// records: under DedupUser each carries its owner's uid (record.FlagOwner),
+// under DedupStore none does. The first payload record found decides; a
+// store with none gets the default of a new store, which no record
+// contradicts.
+func dedupFromRecords(files *containerFiles, maxBody int64) string {
+	nums, err := files.list()
+	if err != nil {
+		return DedupUser
+	}
+	for _, n := range nums {
+		f, err := openFile(files.path(n), os.O_RDONLY, 0)
+		if err != nil {
+			continue
+		}
+		sc := record.NewScanner(bufio.NewReaderSize(io.NewSectionReader(f, record.HeaderSize, 1<<62), 1<<20), record.HeaderSize, uint32(min(maxBody, 1<<32-1)))
+		for sc.Next() {
+			if rec := sc.Record(); rec.Type == record.TypePayload {
+				f.Close()
+				if rec.Flags&record.FlagOwner != 0 {
+					return DedupUser
+				}
+				return DedupStore
+			}
+		}
+		f.Close()
+	}
+	return DedupUser
 }
 
 // storeIDFromHeaders returns the store id the container headers name,
@@ -155,7 +190,7 @@ func filePaths(x ix) map[string]bool {
 		if err != nil {
 			return nil
 		}
-		e := dirName{parent: inoFromKey(k), name: string(k[8:]), ino: d.Ino}
+		e := dirName{parent: inoFromKey(k), name: direntName(k), ino: d.Ino}
 		if d.Mode&ModeType == ModeDir {
 			dirs[d.Ino] = e
 		} else {

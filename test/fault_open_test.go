@@ -32,6 +32,7 @@ func openFaultStore(t *testing.T, n int) (store, mnt string, m *harness.Mount) {
 	store = filepath.Join(t.TempDir(), "store")
 	mnt = t.TempDir()
 	harness.Run(t, "init", "--container-size", "64KiB", "--max-message-size", "32KiB", store)
+	harness.Run(t, "user", "add", "tester", store)
 	m = harness.Start(t, store, mnt, "--user", "tester")
 	for i := 0; i < n; i++ {
 		openFaultDeliver(t, mnt, fmt.Sprintf("m%02d", i))
@@ -327,16 +328,22 @@ func TestFault5FsckReadOnly(t *testing.T) {
 func TestFault6MissingStoreJSON(t *testing.T) {
 	store, mnt, m := openFaultStore(t, 8)
 	m.Stop(t)
-	var cfg struct {
+	type config struct {
 		StoreID string `json:"store_id"`
+		Dedup   string `json:"dedup"`
 	}
-	b, err := os.ReadFile(filepath.Join(store, "store.json"))
-	if err == nil {
-		err = json.Unmarshal(b, &cfg)
+	readConfig := func() config {
+		var cfg config
+		b, err := os.ReadFile(filepath.Join(store, "store.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &cfg)
+		}
+		if err != nil || len(cfg.StoreID) != 32 {
+			t.Fatalf("store.json: %v %q", err, b)
+		}
+		return cfg
 	}
-	if err != nil || len(cfg.StoreID) != 32 {
-		t.Fatalf("store.json: %v %q", err, b)
-	}
+	cfg := readConfig()
 	if err := os.Remove(filepath.Join(store, "store.json")); err != nil {
 		t.Fatal(err)
 	}
@@ -356,6 +363,9 @@ func TestFault6MissingStoreJSON(t *testing.T) {
 	out := harness.Run(t, "fsck", "--rebuild", store)
 	if !strings.Contains(out, cfg.StoreID) || !strings.Contains(out, "no problems found") {
 		t.Errorf("fsck --rebuild does not name the store id %s:\n%s", cfg.StoreID, out)
+	}
+	if got := readConfig(); got != cfg {
+		t.Errorf("store.json recovered from the containers: %+v, want %+v (the id from the headers, the de-duplication scope from the payload records)", got, cfg)
 	}
 	harness.Start(t, store, mnt, "--user", "tester")
 	for i := 0; i < 8; i++ {

@@ -87,6 +87,9 @@ func checkInitDir(dir string) error {
 	if backend.Exists(dir) {
 		return fmt.Errorf("%s is a packdir store already", dir)
 	}
+	if err := backend.LostConfig(dir); err != nil {
+		return err
+	}
 	names, err := dirNames(dir)
 	switch {
 	case errors.Is(err, os.ErrNotExist):

@@ -103,9 +103,6 @@ func openStore(dir string) (*backend.Store, error) {
 }
 
 func openStoreWith(dir string, opts backend.Options) (*backend.Store, error) {
-	if err := backend.LostConfig(dir); err != nil {
-		return nil, err
-	}
 	if !backend.Exists(dir) {
 		return nil, notAStore(dir)
 	}
@@ -122,6 +119,9 @@ func openStoreWith(dir string, opts backend.Options) (*backend.Store, error) {
 // store's files written among its own. So the hint to run init is given
 // only where init would do what was meant: for a new or empty directory.
 func notAStore(dir string) error {
+	if err := backend.LostConfig(dir); err != nil {
+		return err
+	}
 	names, err := dirNames(dir)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
