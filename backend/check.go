@@ -362,23 +362,14 @@ func (s *Store) reportDamagedMessages(x ix, r *Report, c *indexCounts) error {
 	if len(c.damaged) == 0 {
 		return nil
 	}
-	dirs := map[uint64]dirName{}
-	var hits []dirName
-	err := x.tx.Bucket(bucketDirents).ForEach(func(k, v []byte) error {
-		d, err := decodeDirent(v)
-		if err != nil {
-			return nil // reported by checkDirents
+	dirs, hits, err := namedFiles(x, func(e *dirName) bool {
+		n, err := x.inode(e.ino)
+		if err != nil || !n.sealed() {
+			return false
 		}
-		e := dirName{parent: inoFromKey(k), name: direntName(k), ino: d.Ino}
-		if d.Mode&ModeType == ModeDir {
-			dirs[d.Ino] = e
-		} else if n, err := x.inode(d.Ino); err == nil && n.sealed() {
-			if _, bad := c.damaged[n.Payload]; bad {
-				e.payload = n.Payload
-				hits = append(hits, e)
-			}
-		}
-		return nil
+		_, bad := c.damaged[n.Payload]
+		e.payload = n.Payload
+		return bad
 	})
 	for _, e := range hits {
 		dm := c.damaged[e.payload]
@@ -405,6 +396,33 @@ type dirName struct {
 	parent, ino uint64
 	name        string
 	payload     [32]byte
+}
+
+// namedFiles walks every name in x once and returns the directories, by
+// inode, and the names of files that keep accepts (it may fill in
+// e.payload), for pathOf to name them. Entries that do not decode are
+// checkDirents's to report.
+func namedFiles(x ix, keep func(e *dirName) bool) (map[uint64]dirName, []dirName, error) {
+	dirs := map[uint64]dirName{}
+	var files []dirName
+	b := x.tx.Bucket(bucketDirents)
+	if b == nil {
+		return dirs, nil, nil
+	}
+	err := b.ForEach(func(k, v []byte) error {
+		d, err := decodeDirent(v)
+		if err != nil {
+			return nil
+		}
+		e := dirName{parent: inoFromKey(k), name: direntName(k), ino: d.Ino}
+		if d.Mode&ModeType == ModeDir {
+			dirs[d.Ino] = e
+		} else if keep(&e) {
+			files = append(files, e)
+		}
+		return nil
+	})
+	return dirs, files, err
 }
 
 // pathOf returns e's path from the store root, as "/user/folder/cur/name".

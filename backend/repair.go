@@ -179,25 +179,7 @@ func (s *Store) NotRecovered(oldIndex string) ([]string, error) {
 // filePaths returns the path of every name of a file (not a directory)
 // in x, from the store root.
 func filePaths(x ix) map[string]bool {
-	b := x.tx.Bucket(bucketDirents)
-	if b == nil {
-		return nil
-	}
-	dirs := map[uint64]dirName{}
-	var files []dirName
-	b.ForEach(func(k, v []byte) error {
-		d, err := decodeDirent(v)
-		if err != nil {
-			return nil
-		}
-		e := dirName{parent: inoFromKey(k), name: direntName(k), ino: d.Ino}
-		if d.Mode&ModeType == ModeDir {
-			dirs[d.Ino] = e
-		} else {
-			files = append(files, e)
-		}
-		return nil
-	})
+	dirs, files, _ := namedFiles(x, func(*dirName) bool { return true })
 	paths := make(map[string]bool, len(files))
 	for _, e := range files {
 		paths[pathOf(dirs, e)] = true

@@ -3,6 +3,7 @@ package backend
 import (
 	"os"
 
+	"github.com/packdir/packdir/maildir"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -19,10 +20,6 @@ type UnsealedFile struct {
 	Path string `json:"path"` // from the store root, as "/alice/.Trash/cur/name"
 	Size uint64 `json:"size"`
 }
-
-// isMessageDirName reports whether the files in a directory of this name
-// are messages, sealed when they come in: the rule of fs/maildir.go.
-func isMessageDirName(name string) bool { return name == "new" || name == "cur" }
 
 // Unsealed lists the spooled files named in new/ or cur/.
 func (s *Store) Unsealed() ([]UnsealedFile, error) {
@@ -57,23 +54,9 @@ func (s *Store) unsealedFiles(x ix, spooled map[uint64]bool) ([]UnsealedFile, er
 	if len(spooled) == 0 {
 		return out, nil
 	}
-	dirs := map[uint64]dirName{}
-	var names []dirName
-	err := x.tx.Bucket(bucketDirents).ForEach(func(k, v []byte) error {
-		d, err := decodeDirent(v)
-		if err != nil {
-			return nil // Check reports it
-		}
-		e := dirName{parent: inoFromKey(k), name: direntName(k), ino: d.Ino}
-		if d.Mode&ModeType == ModeDir {
-			dirs[d.Ino] = e
-		} else if spooled[d.Ino] {
-			names = append(names, e)
-		}
-		return nil
-	})
+	dirs, names, err := namedFiles(x, func(e *dirName) bool { return spooled[e.ino] })
 	for _, e := range names {
-		if d, ok := dirs[e.parent]; ok && isMessageDirName(d.name) {
+		if d, ok := dirs[e.parent]; ok && maildir.IsMessageDir(d.name) {
 			out = append(out, UnsealedFile{Ino: e.ino, Path: pathOf(dirs, e), Size: s.spoolSize(e.ino)})
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/packdir/packdir/backend"
+	"github.com/packdir/packdir/maildir"
 )
 
 // writeUntil writes size random bytes to path in 1 MiB writes, as head
@@ -45,7 +46,7 @@ func wantAllSealedAfterRemount(t *testing.T) *backend.Store {
 	s := remount(t)
 	mnt := mountOf(t).mnt
 	err := filepath.WalkDir(mnt, func(path string, d iofs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() || !isMessageDirName(filepath.Base(filepath.Dir(path))) {
+		if err != nil || !d.Type().IsRegular() || !maildir.IsMessageDir(filepath.Base(filepath.Dir(path))) {
 			return err
 		}
 		if a, err := s.Getattr(lstat(t, path).Ino); err != nil || !a.Sealed {

@@ -7,10 +7,6 @@ import (
 	"github.com/packdir/packdir/backend"
 )
 
-// isMessageDirName reports whether files in a directory of this name are
-// Maildir messages: committing into it makes a file sealed and durable.
-func isMessageDirName(name string) bool { return name == "new" || name == "cur" }
-
 // DefaultFolders are created for every new user, besides INBOX.
 var DefaultFolders = []string{".Draft", ".Outbox", ".Trash"}
 

@@ -10,6 +10,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/packdir/packdir/backend"
+	"github.com/packdir/packdir/maildir"
 )
 
 type contextT = context.Context
@@ -158,7 +159,7 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 // isMessageDir reports whether this directory is a new/ or cur/.
 func (n *node) isMessageDir() bool {
 	name, parent := n.Parent()
-	return parent != nil && isMessageDirName(name)
+	return parent != nil && maildir.IsMessageDir(name)
 }
 
 // messageDir returns the new/ or cur/ that names this file, and the

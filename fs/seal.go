@@ -5,6 +5,7 @@ import (
 	"syscall"
 
 	"github.com/packdir/packdir/backend"
+	"github.com/packdir/packdir/maildir"
 )
 
 // Sealing: a file in new/ or cur/ is a message, sealed into a container.
@@ -142,7 +143,7 @@ func (n *node) sealInto(from *node, name, newName string) (bool, syscall.Errno) 
 			return false, errno
 		}
 	}
-	if isMessageDirName(newName) {
+	if maildir.IsMessageDir(newName) {
 		sealed, errno := from.sealDir(name)
 		return delivered || sealed, errno
 	}
