@@ -348,7 +348,6 @@ func (s *Store) sealLocked(x ix) error {
 		return fmt.Errorf("backend: seal container %d: %w", a.num, err)
 	}
 	failpoint(fpSealBeforeNext)
-	s.sync.markDurable(s.seq)
 	c, err := x.container(a.num)
 	if err != nil {
 		return err
@@ -363,6 +362,10 @@ func (s *Store) sealLocked(x ix) error {
 	}
 	failpoint(fpSealBeforeIndex)
 	s.active = next
+	// Only now is the seal record sure to stay: had the next container
+	// failed, updateLocked would cut the seal back and its sequence number
+	// would go to the next record, which no fsync has covered.
+	s.sync.markDurable(s.seq)
 	// The index grows with the store, and the reserve with the index; if
 	// the disk cannot hold a bigger reserve, new mail gets ENOSPC.
 	if err := s.fillReserve(); err != nil && !s.reserve.lent.Load() {

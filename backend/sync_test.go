@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -245,5 +246,50 @@ func waitSpoolGone(t *testing.T, s *Store, ino uint64) {
 		if time.Now().After(deadline) {
 			t.Fatalf("spool file of inode %d still there 30 s after its op was durable (stat: %v)", ino, err)
 		}
+	}
+}
+
+// TestFailedSealMarksNothingDurable: a seal whose next container cannot
+// be created (here a stray file has its name; a full disk does the same)
+// is cut back with its sequence number, which the next record takes
+// again. That record must still be fsynced before it counts as durable:
+// the seal's fsync must not have marked its number durable already.
+func TestFailedSealMarksNothingDurable(t *testing.T) {
+	s := TestStore(t, Config{ContainerSize: 64 << 10})
+	u, err := s.AddUser("frank", 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stray := s.files.path(2)
+	if err := os.WriteFile(stray, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var commitErr error
+	for n := 0; n < 10 && commitErr == nil; n++ {
+		a, err := s.Create(u.Ino, fmt.Sprintf("m%d", n), 0o600, 1, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(s.spoolPath(a.Ino), bytes.Repeat([]byte{byte(n)}, 20000), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		commitErr = s.Commit(a.Ino)
+	}
+	if commitErr == nil {
+		t.Fatal("ten 20,000-byte messages in a 64 KiB container and no seal failed")
+	}
+	if err := os.Remove(stray); err != nil {
+		t.Fatal(err)
+	}
+	fsyncs := 0
+	hookFdatasync(t, func(f *os.File) error { fsyncs++; return f.Sync() })
+	if _, err := s.Mkdir(u.Ino, "after", 0o700, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if fsyncs == 0 {
+		t.Errorf("after a failed seal (%v), a new record counted as durable with no fsync", commitErr)
 	}
 }
