@@ -449,7 +449,7 @@ func check(s *backend.Store, dir string, more ...string) error {
 	fmt.Printf("checked %d containers: %d records (%d payloads, %d ops), %d bytes\n", r.Containers, r.Records, r.Payloads, r.Ops, r.Bytes)
 	fmt.Printf("checked index: %d inodes, %d names\n", r.Inodes, r.Dirents)
 	for _, p := range r.Problems {
-		fmt.Println("problem:", p)
+		fmt.Println("problem:", escapeControl(p))
 	}
 	if !r.OK() {
 		return fmt.Errorf("%s: %d problems found", dir, len(r.Problems))

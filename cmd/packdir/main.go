@@ -188,6 +188,26 @@ func displayName(name string) string {
 	return name
 }
 
+// escapeControl is a line of text output that embeds names (fsck's
+// problems name messages by path): each character that is not printable
+// is written as its Go escape, so that no name breaks the line or drives
+// the terminal.
+func escapeControl(line string) string {
+	var b strings.Builder
+	for i, r := range line {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(line[i:], "\uFFFD"):
+			fmt.Fprintf(&b, `\x%02x`, line[i]) // a byte that is no UTF-8
+		case !unicode.IsPrint(r):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
 func quoteAll(names []string) []string {
 	out := make([]string, len(names))
 	for i, n := range names {
