@@ -27,8 +27,7 @@ func TestFault9FailedMountLeavesNothing(t *testing.T) {
 		t.Fatalf("fusermount3 (package fuse3, which scripts/test installs) is needed to mount as a user: %v", err)
 	}
 	userFuse(t)
-	dir := t.TempDir()
-	mustDo(t, os.Chmod(filepath.Dir(dir), 0o755))
+	dir := mailUserDir(t) // every directory above it reachable by uid 65534, TMPDIR's too
 	mustDo(t, os.Chmod(dir, 0o755))
 	store := filepath.Join(dir, "store")
 	mnt := emptyDir(t, dir, "mnt")
