@@ -447,6 +447,10 @@ func (s *Store) openReadOnly() error {
 	})
 }
 
+// Unclean reports whether a store opened read-only was not closed
+// cleanly: recovery has not run, so the journal may be ahead of the index.
+func (s *Store) Unclean() bool { return s.unclean }
+
 func (s *Store) indexPath() string { return filepath.Join(s.dir, "index.db") }
 
 func (s *Store) openIndex(readOnly bool) error {

@@ -282,6 +282,17 @@ func TestFault5FsckReadOnly(t *testing.T) {
 	if code == 0 || !strings.Contains(out, "not closed cleanly") {
 		t.Errorf("fsck of a store left open by kill -9: exit %d, output:\n%s", code, out)
 	}
+	// stats is a report too: it changes nothing, and says the figures are
+	// from before recovery.
+	for _, args := range [][]string{{"stats", store}, {"stats", "--json", store}} {
+		out, errOut, code := harness.RunExit(t, args[0], args[1:]...)
+		if code != 0 || !strings.Contains(out, "messages") || !strings.Contains(errOut, "not closed cleanly") {
+			t.Errorf("packdir %v of a store left open by kill -9: exit %d, output:\n%s\n%s", args, code, out, errOut)
+		}
+	}
+	if after := openFaultSums(t, store); after != before {
+		t.Errorf("stats changed a store left open by kill -9:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
 
 	store, _, m = openFaultStore(t, 6)
 	m.Stop(t)

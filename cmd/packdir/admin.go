@@ -531,11 +531,16 @@ func runStats(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	s, err := openStore(a[0])
+	// Read-only, as fsck: a report changes nothing, and on a full disk or
+	// a store left open by a crash it reports what is there.
+	s, err := openStoreWith(a[0], backend.Options{Logger: logger(), ReadOnly: true})
 	if err != nil {
 		return err
 	}
 	defer s.Close()
+	if s.Unclean() {
+		fmt.Fprintf(os.Stderr, "packdir: %s was not closed cleanly and recovery has not run: these figures are the index's, which the journal may be ahead of; mount the store once to bring it up to date\n", a[0])
+	}
 	st, err := s.Stats()
 	if err != nil {
 		return err
