@@ -50,6 +50,10 @@ var (
 	ErrContainerMissing = errors.New("backend: container file is missing")
 	// ErrReadOnly is returned for a change to a store opened read-only.
 	ErrReadOnly = errors.New("backend: store is open read-only")
+	// ErrSpoolLost is returned for a spooled file whose spool file was
+	// removed behind the store's back: its bytes are gone. The next Open
+	// recreates the file empty, and says so.
+	ErrSpoolLost = errors.New("backend: spool file is missing, its bytes are lost (mount again to recreate it empty)")
 )
 
 // CorruptError reports damaged bytes in a container, with their location.

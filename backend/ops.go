@@ -169,25 +169,41 @@ func (s *Store) Getattr(ino uint64) (Attr, error) {
 	if err != nil {
 		return a, err
 	}
-	return a, s.statSpool(&a)
+	return a, s.statLiveSpool(&a)
+}
+
+// statLiveSpool is statSpool for an inode the index holds, where a
+// missing spool file may be damage (spoolGone), not a seal meanwhile.
+func (s *Store) statLiveSpool(a *Attr) error {
+	missing, err := s.statSpoolFile(a)
+	if missing {
+		return s.spoolGone(a.Ino)
+	}
+	return err
 }
 
 // statSpool fills in size and times of a spooled file from its spool
 // file, which is authoritative for them.
 func (s *Store) statSpool(a *Attr) error {
+	_, err := s.statSpoolFile(a)
+	return err
+}
+
+// statSpoolFile is statSpool that also reports a missing spool file.
+func (s *Store) statSpoolFile(a *Attr) (missing bool, err error) {
 	if a.Sealed || a.Mode&ModeType != ModeRegular {
-		return nil
+		return false, nil
 	}
 	fi, err := os.Lstat(s.spoolPath(a.Ino)) // a link planted in spool/ is not followed
 	if os.IsNotExist(err) {
-		return nil // dropped meanwhile: the index's record is the last word
+		return true, nil // dropped meanwhile: the index's record is the last word
 	}
 	if err != nil {
-		return fmt.Errorf("backend: spool of inode %d: %w", a.Ino, err)
+		return false, fmt.Errorf("backend: spool of inode %d: %w", a.Ino, err)
 	}
 	a.Size = uint64(fi.Size())
 	a.Mtime = fi.ModTime().UnixNano()
-	return nil
+	return false, nil
 }
 
 func (n *inode) attr(ino uint64) Attr {
@@ -228,7 +244,7 @@ func (s *Store) Lookup(parent uint64, name string) (Attr, error) {
 	if err != nil {
 		return a, err
 	}
-	return a, s.statSpool(&a)
+	return a, s.statLiveSpool(&a)
 }
 
 // Pos is the place in a listing just after e.
@@ -428,6 +444,11 @@ func (s *Store) Setattr(ino uint64, a SetAttr) (Attr, error) {
 // truncateSpool sets the size of ino's spool file.
 func (s *Store) truncateSpool(ino uint64, size int64) error {
 	f, err := openFile(s.spoolPath(ino), os.O_WRONLY, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		if gone := s.spoolGone(ino); gone != nil {
+			return gone
+		}
+	}
 	if err != nil {
 		return err
 	}

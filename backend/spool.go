@@ -23,9 +23,31 @@ func (s *Store) spoolPath(ino uint64) string {
 func (s *Store) OpenSpool(ino uint64, flag int) (*os.File, error) {
 	f, err := openFile(s.spoolPath(ino), flag&^(os.O_CREATE|os.O_EXCL|os.O_TRUNC), 0)
 	if errors.Is(err, os.ErrNotExist) {
+		if err := s.spoolGone(ino); err != nil {
+			return nil, err
+		}
 		return nil, fmt.Errorf("backend: spool file of inode %d: %w", ino, ErrNotFound)
 	}
 	return f, err
+}
+
+// spoolGone tells why the spool file of ino was not there: nil if the
+// inode was sealed or dropped meanwhile (the caller looks again), and
+// ErrSpoolLost if the index still has it spooled. Under s.mu that is
+// damage, not a race: an op creates the spool file before the index
+// names it, and the remover deletes only under s.mu files the index no
+// longer names. The caller must not hold s.mu or s.holds.mu.
+func (s *Store) spoolGone(ino uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.isSpooled(ino) {
+		return nil
+	}
+	path := s.spoolPath(ino)
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return fmt.Errorf("%w: inode %d, %s", ErrSpoolLost, ino, path)
 }
 
 // isSpooled reports whether ino is a live spooled file; the caller holds s.mu.
