@@ -171,7 +171,11 @@ func storeArg(c *cli.Context, i int) (string, error) {
 	case c.NArg() == i && c.String("store") != "":
 		return c.String("store"), nil
 	}
-	return "", usagef("%s: name the store as an argument or with --store (see 'packdir %s --help')", c.Command.FullName(), c.Command.FullName())
+	if c.NArg() > i+1 {
+		return "", usagef("%s needs %d arguments (%s), got %d (see 'packdir %s --help')",
+			cmdName(c), i+1, c.Command.ArgsUsage, c.NArg(), cmdName(c))
+	}
+	return "", usagef("%s: name the store as an argument or with --store (see 'packdir %s --help')", cmdName(c), cmdName(c))
 }
 
 func userAdd(c *cli.Context) error {

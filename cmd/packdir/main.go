@@ -71,7 +71,16 @@ func newApp() *cli.App {
 }
 
 func onUsageError(c *cli.Context, err error, _ bool) error {
-	return usagef("%v (see 'packdir %s --help')", err, c.Command.FullName())
+	return usagef("%v (see 'packdir %s --help')", err, cmdName(c))
+}
+
+// cmdName is the command's whole name after "packdir", "user add" for a
+// subcommand: FullName is only the last word there.
+func cmdName(c *cli.Context) string {
+	if name := strings.TrimPrefix(c.Command.HelpName, c.App.Name+" "); name != "" {
+		return name
+	}
+	return c.Command.Name
 }
 
 // unknownCommand runs when no subcommand matched: a bare command shows its
@@ -88,7 +97,7 @@ func unknownCommand(c *cli.Context) error {
 func args(c *cli.Context, names ...string) ([]string, error) {
 	if c.NArg() != len(names) {
 		return nil, usagef("%s needs %d arguments (%v), got %d (see 'packdir %s --help')",
-			c.Command.FullName(), len(names), names, c.NArg(), c.Command.FullName())
+			cmdName(c), len(names), names, c.NArg(), cmdName(c))
 	}
 	return c.Args().Slice(), nil
 }
