@@ -28,6 +28,33 @@ func openFile(path string, flag int, perm os.FileMode) (*os.File, error) {
 	return f, err
 }
 
+// lockStore takes a flock on the store directory, shared for a read-only
+// open and exclusive otherwise, and fails with ErrInUse if another
+// process holds it. bbolt's own lock is on index.db, and that file can be
+// removed under a running packdir: a second one would then create its
+// own index and append to the same containers. The directory cannot be
+// replaced under the open store while the store is in it.
+func lockStore(dir string, readOnly bool) (*os.File, error) {
+	// The store's path itself may be a link (/srv/mail/store -> /data);
+	// what is inside it may not.
+	f, err := os.OpenFile(dir, os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("backend: %w", err)
+	}
+	how := syscall.LOCK_EX
+	if readOnly {
+		how = syscall.LOCK_SH
+	}
+	if err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s", ErrInUse, dir)
+		}
+		return nil, fmt.Errorf("backend: lock %s: %w", dir, err)
+	}
+	return f, nil
+}
+
 func symlinkError(path string) error {
 	return fmt.Errorf("%w: %s; packdir follows no link inside a store (put the file itself there)", ErrSymlink, path)
 }

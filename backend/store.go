@@ -112,6 +112,7 @@ type Store struct {
 	opts    Options
 	log     *slog.Logger
 	db      *bolt.DB
+	lock    *os.File // the store directory, flocked: see lockStore
 
 	// mu serializes appends to the journal with the index transactions
 	// that apply them, so that journal order is apply order.
@@ -335,6 +336,10 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.SyncInterval == 0 {
 		opts.SyncInterval = time.Second
 	}
+	lock, err := lockStore(dir, opts.ReadOnly)
+	if err != nil {
+		return nil, err
+	}
 	s, err := openStore(dir, cfg, opts)
 	if disk.NoSpace(err) && releaseReserveFile(dir) {
 		// Opening writes the state file and may replay the journal into
@@ -343,8 +348,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		s, err = openStore(dir, cfg, opts)
 	}
 	if err != nil {
+		lock.Close()
 		return nil, err
 	}
+	s.lock = lock
 	if opts.ReadOnly {
 		return s, nil // writes nothing: no reserve, no sync loop, no compaction
 	}
@@ -508,6 +515,7 @@ func (s *Store) Close() error {
 	if err == nil {
 		err = s.spare(func() error { return writeState(s.dir, state{}) })
 	}
+	s.lock.Close()
 	return err
 }
 
@@ -518,6 +526,7 @@ func (s *Store) closeReadOnly() error {
 	s.mu.Unlock()
 	err := s.db.Close()
 	s.files.closeAll()
+	s.lock.Close()
 	return err
 }
 

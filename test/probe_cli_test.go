@@ -1,8 +1,13 @@
 package test
 
 import (
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/packdir/packdir/test/harness"
 )
 
 // TestProbeUsageNamesSubcommand: a usage error of a subcommand of `user`
@@ -26,4 +31,39 @@ func TestProbeUsageNamesSubcommand(t *testing.T) {
 	for _, c := range cases {
 		wantCLIError(t, c.args, 2, c.want...)
 	}
+}
+
+// TestProbeSecondMountAfterIndexRemoved: with index.db removed under a
+// running mount, a second mount and `fsck --rebuild` refuse the store as
+// in use. Before, both went ahead: the second mount rebuilt an index of
+// its own and appended to the same containers as the first, and of 40
+// deliveries acknowledged through the two, 20 were gone after a remount.
+func TestProbeSecondMountAfterIndexRemoved(t *testing.T) {
+	harness.RequireRoot(t)
+	harness.RequireFuse(t)
+	dir := t.TempDir()
+	store, first := filepath.Join(dir, "store"), filepath.Join(dir, "mnt")
+	if err := os.Mkdir(first, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	harness.Start(t, store, first, "--user", "tester")
+	if err := os.Remove(filepath.Join(store, "index.db")); err != nil {
+		t.Fatal(err)
+	}
+	second := filepath.Join(dir, "mnt2")
+	if err := os.Mkdir(second, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if ok, _ := harness.IsFuseMounted(second); ok {
+			exec.Command("umount", "-l", second).Run()
+		}
+	})
+	// A mount that wrongly succeeds runs in the foreground: a timeout ends it.
+	cmd := exec.Command("timeout", "10", harness.Binary(t), "mount", "--user", "tester", store, second)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "already mounted") && !strings.Contains(string(out), "in use") {
+		t.Errorf("second mount with index.db removed under the first: %v\n%s", err, out)
+	}
+	wantCLIError(t, []string{"fsck", "--rebuild", store}, 1, "in use")
 }

@@ -485,21 +485,35 @@ func setIndexAside(dir string) (string, error) {
 	return old, nil
 }
 
-// lockIndex takes bbolt's lock on index.db, which a running packdir
-// holds, and returns its release; nil, nil if there is no index.
+// lockIndex takes the store's lock (backend.Open's flock on the store
+// directory, which a running packdir holds even if index.db was removed
+// under it) and bbolt's lock on index.db, and returns their release;
+// nil, nil if there is no index.
 func lockIndex(dir string) (func(), error) {
+	inUse := fmt.Errorf("store %s is in use by a running packdir; unmount it first", dir)
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		d.Close()
+		return nil, inUse
+	}
 	f, err := os.OpenFile(filepath.Join(dir, "index.db"), os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if os.IsNotExist(err) {
+		d.Close()
 		return nil, nil
 	}
 	if err != nil {
+		d.Close()
 		return nil, err
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("store %s is in use by a running packdir; unmount it first", dir)
+		d.Close()
+		return nil, inUse
 	}
-	return func() { f.Close() }, nil
+	return func() { f.Close(); d.Close() }, nil
 }
 
 // restoreIndex puts the index set aside back after a failed rebuild, so
