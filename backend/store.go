@@ -479,6 +479,13 @@ func (s *Store) openIndex(readOnly bool) error {
 	if errors.Is(err, ErrSymlink) {
 		return err
 	}
+	var pathErr *os.PathError
+	if errors.As(err, &pathErr) {
+		// The file could not be opened (a read-only file system, a disk
+		// error): nothing says its bytes are damaged, and a rebuild
+		// would meet the same error.
+		return fmt.Errorf("backend: cannot open %s: %w", s.indexPath(), err)
+	}
 	if err != nil {
 		return fmt.Errorf("backend: %s is damaged (%v); run 'packdir fsck --rebuild %s'", s.indexPath(), err, s.dir)
 	}

@@ -67,3 +67,40 @@ func TestProbeSecondMountAfterIndexRemoved(t *testing.T) {
 	}
 	wantCLIError(t, []string{"fsck", "--rebuild", store}, 1, "in use")
 }
+
+// TestProbeReadOnlyStoreNotDamaged: a store on a file system mounted
+// read-only (a disk remounted ro after errors, a snapshot) is not called
+// damaged. Before, mount said "index.db is damaged (open ...: read-only
+// file system); run 'packdir fsck --rebuild'", sending the admin to
+// rebuild an index that is fine.
+func TestProbeReadOnlyStoreNotDamaged(t *testing.T) {
+	harness.RequireRoot(t)
+	harness.RequireFuse(t)
+	dir := t.TempDir()
+	store, ro, mnt := filepath.Join(dir, "store"), filepath.Join(dir, "ro"), filepath.Join(dir, "mnt")
+	for _, d := range []string{ro, mnt} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	harness.Run(t, "init", store)
+	harness.Run(t, "user", "add", "--uid", "1001", "--gid", "1001", "tester", store)
+	if out, err := exec.Command("mount", "--bind", store, ro).CombinedOutput(); err != nil {
+		t.Fatalf("bind mount: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", ro).Run() })
+	if out, err := exec.Command("mount", "-o", "remount,bind,ro", ro).CombinedOutput(); err != nil {
+		t.Fatalf("remount read-only: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if ok, _ := harness.IsFuseMounted(mnt); ok {
+			exec.Command("umount", "-l", mnt).Run()
+		}
+	})
+	cmd := exec.Command("timeout", "10", harness.Binary(t), "mount", "--user", "tester", ro, mnt)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "read-only file system") ||
+		strings.Contains(string(out), "damaged") || strings.Contains(string(out), "--rebuild") {
+		t.Errorf("mount of a store on a read-only file system: %v\n%s", err, out)
+	}
+}
