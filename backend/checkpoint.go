@@ -116,11 +116,24 @@ func (s *Store) lastCheckpointIn(n uint32) (*rebuildState, error) {
 // the rest of the journal as if the index were complete.
 var keyRebuild = []byte("rebuild")
 
+// newStore reports whether the containers are those of a store just made:
+// one container, holding its header and nothing else. Its first open
+// builds the index from them like any rebuild, with nothing to say.
+func (s *Store) newStore(nums []uint32) bool {
+	if len(nums) != 1 || nums[0] != 1 {
+		return false
+	}
+	fi, err := os.Lstat(s.files.path(1))
+	return err == nil && fi.Size() == record.HeaderSize
+}
+
 // startRebuild chooses the checkpoint for a rebuild of an empty index, or
 // takes up the one a crashed rebuild chose; a complete index has none.
 func (s *Store) startRebuild(nums []uint32, pos *journalPos) error {
 	if pos.Container == 0 {
-		s.log.Info("the index is new or empty: rebuilding it from the containers", "store", s.dir, "containers", len(nums))
+		if !s.newStore(nums) {
+			s.log.Info("the index is new or empty: rebuilding it from the containers", "store", s.dir, "containers", len(nums))
+		}
 		*pos = journalPos{Container: nums[0], End: record.HeaderSize}
 		r, err := s.findCheckpoint(nums)
 		if err != nil {

@@ -464,3 +464,21 @@ func TestFault14TruncatedActiveContainer(t *testing.T) {
 		t.Errorf("fsck after the rebuild and a delivery:\n%s", out)
 	}
 }
+
+// TestNewStoreOpensQuietly: the first opens of a store just made build
+// its index from its one empty container, which is no news; an index
+// lost later and rebuilt from the containers is, and is logged.
+func TestNewStoreOpensQuietly(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store")
+	for _, args := range [][]string{{"init", store}, {"user", "add", "tester", store}, {"user", "list", store}} {
+		if _, errOut, code := harness.RunExit(t, args[0], args[1:]...); code != 0 || strings.Contains(errOut, "rebuilding") {
+			t.Errorf("packdir %v of a new store: exit %d, stderr:\n%s", args, code, errOut)
+		}
+	}
+	if err := os.Remove(filepath.Join(store, "index.db")); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := harness.RunExit(t, "user", "list", store); code != 0 || !strings.Contains(errOut, "rebuilding it from the containers") {
+		t.Errorf("packdir user list of a store whose index.db was removed: exit %d, stderr:\n%s", code, errOut)
+	}
+}
