@@ -324,7 +324,8 @@ func userList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	s, err := openStore(dir)
+	// A listing writes nothing, as fsck and stats.
+	s, err := openStoreWith(dir, backend.Options{Logger: logger(), ReadOnly: true})
 	if err != nil {
 		return err
 	}
