@@ -16,19 +16,7 @@ import (
 func wantCLIError(t *testing.T, args []string, code int, want ...string) {
 	t.Helper()
 	stdout, stderr, got := harness.RunExit(t, args[0], args[1:]...)
-	cmd := "packdir " + strings.Join(args, " ")
-	if got != code {
-		t.Errorf("%s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", cmd, got, code, stdout, stderr)
-	}
-	line := strings.TrimSuffix(stderr, "\n")
-	if line == "" || strings.Contains(line, "\n") || !strings.HasPrefix(line, "packdir: ") {
-		t.Errorf("%s: stderr is not one line starting with \"packdir: \":\n%s", cmd, stderr)
-	}
-	for _, w := range want {
-		if !strings.Contains(line, w) {
-			t.Errorf("%s: error %q does not say %q", cmd, line, w)
-		}
-	}
+	checkRefusal(t, "packdir "+strings.Join(args, " "), code, got, stdout, stderr, want)
 }
 
 // TestCLIUsageErrors: a command line that makes no sense gets a one-line
